@@ -1,0 +1,82 @@
+"""Backend plumbing the suite needs: conversion, autodiff and compilation, each written once per backend.
+
+Everything else in the suite is backend-agnostic and goes through `keras.ops`; only this module imports a
+backend library, and only the one Keras is running on.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+NAME = keras.backend.backend()
+
+# The backend library's version, for the report header and the observation records.
+if NAME == "jax":
+    import jax
+
+    LIBRARY_VERSION = jax.__version__
+elif NAME == "torch":
+    import torch
+
+    LIBRARY_VERSION = torch.__version__
+elif NAME == "tensorflow":
+    import tensorflow as tf
+
+    LIBRARY_VERSION = tf.__version__
+else:  # pragma: no cover - numpy/openvino backends are not part of the contract
+    LIBRARY_VERSION = "?"
+
+# How each backend compiles a function, and what it cannot: `COMPILERS[name] = (description, compile)`.
+if NAME == "jax":
+    COMPILERS = {"jit": ("jax.jit", jax.jit)}
+elif NAME == "tensorflow":
+    COMPILERS = {"jit": ("tf.function(jit_compile=True)", lambda fn: tf.function(fn, jit_compile=True))}
+elif NAME == "torch":
+    # torch.compile's default inductor backend generates and builds C++ for every new graph (tens of seconds
+    # each on 2 cores); "aot_eager" runs the same Dynamo capture and AOTAutograd tracing of the layer's
+    # Python (shape checks included) and executes the captured graph with eager kernels.
+    COMPILERS = {"jit": ("torch.compile(backend='aot_eager')", lambda fn: torch.compile(fn, backend="aot_eager"))}
+else:  # pragma: no cover
+    COMPILERS = {}
+
+
+def tensor(array: np.ndarray, dtype: str):
+    """A backend tensor of `dtype` holding `array`'s values (which must be representable in `dtype`)."""
+    array = np.asarray(array)
+    return ops.cast(ops.convert_to_tensor(array), dtype)
+
+
+def to_numpy(value) -> np.ndarray:
+    """A float64 (or bool/int) NumPy copy of a backend tensor; float16/bfloat16 are widened exactly."""
+    dtype = keras.backend.standardize_dtype(value.dtype)
+    if dtype in ("float16", "bfloat16"):
+        value = ops.cast(value, "float32")
+    array = np.asarray(ops.convert_to_numpy(value))
+    return array.astype(np.float64) if array.dtype.kind == "f" else array
+
+
+def dtype_of(value) -> str:
+    return keras.backend.standardize_dtype(value.dtype)
+
+
+def gradients(fn: Callable, args: Sequence) -> list[np.ndarray]:
+    """The gradient of the scalar `fn(*args)` with respect to each of `args`, by the backend's autodiff."""
+    if NAME == "jax":
+        grads = jax.grad(fn, argnums=tuple(range(len(args))))(*args)
+    elif NAME == "torch":
+        args = [a.detach().clone().requires_grad_(True) for a in args]
+        grads = torch.autograd.grad(fn(*args), args)
+    elif NAME == "tensorflow":
+        args = [tf.convert_to_tensor(a) for a in args]
+        with tf.GradientTape() as tape:
+            for a in args:
+                tape.watch(a)
+            loss = fn(*args)
+        grads = tape.gradient(loss, args)
+    else:  # pragma: no cover
+        raise NotImplementedError(NAME)
+    return [to_numpy(g) for g in grads]

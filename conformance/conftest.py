@@ -1,0 +1,47 @@
+"""pytest configuration: hypothesis profiles, the report header, and the per-backend observation record."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, Verbosity, settings
+
+from conformance import backend, observed, target
+
+# Hypothesis profiles. `ci` is derandomized (the same examples every run, so CI is reproducible and a red
+# run can be replayed); `dev` is random, as a developer wants; `thorough` is long and random, run by hand.
+# deadline=None everywhere: the first example of every new shape compiles (JAX, TF), far past 200 ms.
+_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.register_profile("ci", max_examples=25, derandomize=True, **_common)
+settings.register_profile("dev", max_examples=15, **_common)
+settings.register_profile(
+    "thorough", max_examples=500, phases=list(Phase), verbosity=Verbosity.normal, **_common
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_report_header(config):
+    x64 = ""
+    if backend.NAME == "jax":
+        import jax
+
+        x64 = f", jax_enable_x64={jax.config.jax_enable_x64}"
+    return [
+        f"hyperzzw conformance: backend={backend.NAME} {backend.LIBRARY_VERSION}, keras={keras.__version__}, "
+        f"numpy={np.__version__}{x64}",
+        f"layer under test: {target.ORIGIN}",
+        f"hypothesis profile: {settings.default}",
+    ]
+
+
+@pytest.fixture(scope="session")
+def observer():
+    """Records what this backend observed (outputs, gradients, errors) for the cross-backend report."""
+    record = observed.Observations(backend.NAME)
+    yield record
+    path = os.environ.get(observed.ENV_VAR)
+    if path:
+        record.write(path)

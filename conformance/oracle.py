@@ -1,0 +1,83 @@
+"""The float64 NumPy oracle: what `HyperZZWOperator` computes, written independently of Keras.
+
+`forward` is the definition, `output = x * (context @ hyper_kernel)`, with the layer's broadcast rule: a
+rank-2 context `(batch, context_dim)` applies to every position of a rank-N `x`; a rank-N context broadcasts
+against `x` by NumPy rules. `gradients` is the analytic gradient of the scalar loss
+`sum(cotangent * output)`. `round_to` rounds float64 values to a floating dtype (round to nearest even,
+with subnormals and overflow to infinity), including bfloat16, which NumPy does not have.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# (mantissa bits, minimum normal exponent, largest finite value) of each floating dtype.
+FORMATS = {
+    "float16": (10, -14, 65504.0),
+    "bfloat16": (7, -126, float.fromhex("0x1.fep127")),
+    "float32": (23, -126, float.fromhex("0x1.fffffep127")),
+    "float64": (52, -1022, np.finfo(np.float64).max),
+}
+# The NumPy dtype that holds each dtype's values exactly (bfloat16 values are all float32 values).
+CARRIERS = {"float16": np.float16, "bfloat16": np.float32, "float32": np.float32, "float64": np.float64}
+
+
+def round_to(values, dtype: str) -> np.ndarray:
+    """Rounds float64 `values` to the nearest `dtype` value (ties to even); returns float64."""
+    values = np.asarray(values, dtype=np.float64)
+    if dtype == "float64":
+        return values.copy()
+    mantissa, min_exp, largest = FORMATS[dtype]
+    out = values.copy()
+    finite = np.isfinite(values) & (values != 0)
+    v = values[finite]
+    # The spacing of dtype values around v: 2**(e - mantissa), where e is v's exponent, but never below the
+    # subnormal spacing 2**(min_exp - mantissa). Scaling by a power of two is exact in float64.
+    _, e = np.frexp(v)  # v = m * 2**e with 0.5 <= |m| < 1, exactly
+    exponent = np.maximum(e - 1, min_exp).astype(np.float64)
+    spacing = np.ldexp(1.0, (exponent - mantissa).astype(np.int64))
+    q = np.round(v / spacing) * spacing  # np.round rounds half to even
+    q[np.abs(q) > largest] = np.copysign(np.inf, q[np.abs(q) > largest])
+    out[finite] = q
+    return out
+
+
+def _context_weights(context: np.ndarray, kernel: np.ndarray, x_ndim: int) -> np.ndarray:
+    weights = context @ kernel
+    if context.ndim == 2 and x_ndim > 2:
+        weights = weights.reshape(weights.shape[:1] + (1,) * (x_ndim - 2) + weights.shape[1:])
+    return weights
+
+
+def forward(x, context, kernel) -> np.ndarray:
+    """`x * (context @ kernel)` in float64, with the layer's broadcast rule."""
+    x, context, kernel = (np.asarray(a, dtype=np.float64) for a in (x, context, kernel))
+    with np.errstate(all="ignore"):  # IEEE semantics are the point: inf * 0 is NaN, and so on
+        return x * _context_weights(context, kernel, x.ndim)
+
+
+def _sum_to(array: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sums `array` over the axes along which `shape` was broadcast to `array.shape`."""
+    lead = array.ndim - len(shape)
+    array = array.sum(axis=tuple(range(lead))) if lead else array
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and array.shape[i] != 1)
+    return array.sum(axis=axes, keepdims=True) if axes else array
+
+
+def gradients(x, context, kernel, cotangent) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of `sum(cotangent * forward(x, context, kernel))` w.r.t. x, context and kernel.
+
+    dx = g * (c @ K); dc = (g * x) @ K.T; dK = c.T @ (g * x); each summed over the axes it was broadcast on.
+    """
+    x, context, kernel, g = (np.asarray(a, dtype=np.float64) for a in (x, context, kernel, cotangent))
+    with np.errstate(all="ignore"):
+        weights = _context_weights(context, kernel, x.ndim)
+        dx = _sum_to(g * weights, x.shape)
+        d_weights = _sum_to(g * x, weights.shape)  # the gradient w.r.t. (c @ K), in c's layout
+        if context.ndim == 2 and x.ndim > 2:
+            d_weights = d_weights.reshape(d_weights.shape[0], d_weights.shape[-1])
+        dc = d_weights @ kernel.T
+        flat_c = context.reshape(-1, context.shape[-1])
+        flat_dw = d_weights.reshape(-1, kernel.shape[1])
+        dk = flat_c.T @ flat_dw
+    return dx, dc, dk

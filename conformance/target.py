@@ -1,0 +1,36 @@
+"""Which `HyperZZWOperator` the suite checks.
+
+By default the installed `hyperzzw` package. Set `HYPERZZW_TARGET` to check another copy instead, for example
+one vendored into your project: either a module name (`mypkg._vendor.hyperzzw`) or the path of a `.py` file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+ENV_VAR = "HYPERZZW_TARGET"
+
+
+def _load(spec: str):
+    if spec.endswith(".py"):
+        path = Path(spec).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"{ENV_VAR}={spec!r}: no such file")
+        name = "_hyperzzw_target"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(spec)
+
+
+SPEC = os.environ.get(ENV_VAR, "hyperzzw")
+module = _load(SPEC)
+HyperZZWOperator = module.HyperZZWOperator
+# Where the checked layer came from, for the report header and the observation records.
+ORIGIN = getattr(module, "__file__", SPEC)

@@ -1,0 +1,1 @@
+from hyperzzw.layer import HyperZZWOperator, __version__

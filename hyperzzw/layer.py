@@ -1,0 +1,283 @@
+# Copyright 2026 The hyperzzw Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file except in
+# compliance with the License. You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software distributed under the License is
+# distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and limitations under the License.
+"""HyperZZWOperator: a context-conditioned Keras 3 layer, ``output = x * (context @ hyper_kernel)``.
+
+This file is the whole of the ``hyperzzw`` layer. It imports nothing but ``keras`` and the Python standard
+library, runs unchanged on the JAX, PyTorch and TensorFlow backends of Keras 3, and never refers to its own
+module path, so it can be vendored: copy this one file into your project (for example as
+``yourpkg/_vendor/hyperzzw.py``) and import ``HyperZZWOperator`` from there. ``scripts/vendor.py`` in the
+hyperzzw repository does the copy and adds a provenance header.
+
+The contract for a vendored copy: copy the file unmodified, keep the licence header above, and let the
+hyperzzw conformance suite check it (it can be pointed at your copy). The layer is registered with Keras
+under the name ``hyperzzw>HyperZZWOperator``, so ``.keras`` files saved with the package load with a vendored
+copy and the other way round.
+
+The layer follows KerasFactory's ``HyperZZWOperator`` (same weight name, ``hyper_kernel``, and shape,
+``(context_dim, input_dim)``), and adds what that layer leaves undefined: base-layer keyword arguments are
+honoured, an explicit ``context_dim`` is checked against the context, rank-3+ inputs broadcast by a stated
+rule, and every bad argument or input raises a ``ValueError`` that names what was expected and what was
+received, with the same text on every backend.
+"""
+
+import operator
+
+import keras
+from keras import ops
+
+__version__ = "0.1.0"
+__all__ = ["HyperZZWOperator"]
+
+_NAME = "HyperZZWOperator"
+
+
+def _error(message):
+    """A `ValueError` whose text is the same on every backend.
+
+    Keras appends the call's arguments, formatted by the backend (`jnp.ndarray(...)`, `torch.Tensor(...)`),
+    to errors raised inside `call()` unless the error is marked as already carrying that information.
+    """
+    error = ValueError(message)
+    error._keras_call_info_injected = True
+    return error
+
+
+def _check_dim(name, value):
+    """Returns `value` as a Python int, or raises if it is not a positive integer (bools are not)."""
+    if not isinstance(value, bool):
+        try:
+            as_int = operator.index(value)
+        except TypeError:
+            as_int = None
+        if as_int is not None and as_int > 0:
+            return as_int
+    raise _error(
+        f"Received an invalid value for `{name}`, expected a positive integer. "
+        f"Received: {name}={value!r}"
+    )
+
+
+def _fmt_shape(shape):
+    return str(tuple(shape))
+
+
+def _is_dim(value):
+    # Integer-like scalars count (Python, NumPy and torch.compile's symbolic ints), bools and arrays do not.
+    if value is None:
+        return True
+    if isinstance(value, bool) or getattr(value, "ndim", 0) != 0:
+        return False
+    return hasattr(type(value), "__index__")
+
+
+def _is_shape(value):
+    return isinstance(value, (list, tuple)) and all(_is_dim(d) for d in value)
+
+
+def _describe(inputs):
+    """A backend-independent description of what a layer call received, for error messages."""
+    if hasattr(inputs, "shape") and not isinstance(inputs, (list, tuple)):
+        inputs = tuple(inputs.shape)
+    if _is_shape(inputs):
+        return f"a single tensor of shape {_fmt_shape(inputs)}"
+    if isinstance(inputs, (list, tuple)):
+        parts = []
+        for item in inputs:
+            if hasattr(item, "shape"):
+                item = tuple(item.shape)
+            parts.append(_fmt_shape(item) if _is_shape(item) else f"<{type(item).__name__}>")
+        kind = type(inputs).__name__
+        return f"a {kind} of {len(inputs)} items: [{', '.join(parts)}]"
+    return f"an object of type {type(inputs).__name__}"
+
+
+def _static_shape(tensor):
+    shape = getattr(tensor, "shape", None)
+    return tuple(shape) if shape is not None else tensor
+
+
+def _split(inputs):
+    """Returns `(x, context)` from `[x, context]` (tensors or shapes); raises on anything else."""
+    if (
+        isinstance(inputs, (list, tuple))
+        and len(inputs) == 2
+        and not _is_shape(inputs)
+    ):
+        return inputs[0], inputs[1]
+    raise _error(
+        f"`{_NAME}` expects its inputs to be a list or tuple of two tensors, [x, context]. "
+        f"Received: {_describe(inputs)}"
+    )
+
+
+def _broadcast_dim(a, b):
+    """Broadcasts two static dimensions (None is unknown); returns False when they cannot broadcast."""
+    if a == 1:
+        return b
+    if b == 1 or a == b:
+        return a
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return False
+
+
+class HyperZZWOperator(keras.layers.Layer):
+    """Context-conditioned elementwise layer: `output = x * (context @ hyper_kernel)`.
+
+    The context is projected by a learned `hyper_kernel` of shape `(context_dim, input_dim)` into one
+    weight per feature of `x`, and `x` is multiplied elementwise by those weights, so each context
+    rescales the features of `x` in its own way.
+
+    Args:
+        input_dim: Positive integer, the size of the last dimension of `x` (and of the output).
+        context_dim: Positive integer or `None`, the size of the last dimension of `context`. With `None`
+            (the default) it is inferred from the context when the layer is built; afterwards
+            `layer.context_dim` holds the inferred value and `get_config()` reports it. An explicit value
+            that disagrees with the context is an error.
+        kernel_initializer: Initializer for the `hyper_kernel` weight. Defaults to `"glorot_uniform"`.
+        kernel_regularizer: Regularizer function applied to the `hyper_kernel` weight.
+        kernel_constraint: Constraint function applied to the `hyper_kernel` weight.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Input shape:
+        A list or tuple of two tensors, `[x, context]`:
+        - `x`: N-D tensor with shape `(batch_size, ..., input_dim)`, N >= 2.
+        - `context`: either 2-D with shape `(batch_size, context_dim)`, applied to every position of `x`,
+          or N-D like `x` with shape `(batch_size, ..., context_dim)`, whose leading dimensions
+          broadcast against those of `x` (NumPy rules: equal, or one of them 1).
+        Integer and boolean inputs (one-hot contexts, say) are cast to the layer's compute dtype.
+
+    Output shape:
+        N-D tensor with the shape of `x` broadcast against the context's leading dimensions:
+        `(batch_size, ..., input_dim)`, in the layer's compute dtype.
+
+    Example:
+
+    >>> x = keras.ops.ones((2, 3))
+    >>> context = keras.ops.ones((2, 4))
+    >>> layer = HyperZZWOperator(input_dim=3, kernel_initializer="ones")
+    >>> y = layer([x, context])
+    >>> layer.context_dim
+    4
+    >>> tuple(layer.hyper_kernel.shape), tuple(y.shape)
+    ((4, 3), (2, 3))
+    >>> keras.ops.convert_to_numpy(y).tolist()
+    [[4.0, 4.0, 4.0], [4.0, 4.0, 4.0]]
+    """
+
+    def __init__(
+        self,
+        input_dim,
+        context_dim=None,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        kernel_constraint=None,
+        **kwargs,
+    ):
+        input_dim = _check_dim("input_dim", input_dim)
+        if context_dim is not None:
+            context_dim = _check_dim("context_dim", context_dim)
+        super().__init__(**kwargs)
+        self.input_dim = input_dim
+        self.context_dim = context_dim
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+
+    def build(self, input_shape):
+        x_shape, context_shape = _split(input_shape)
+        self.context_dim = self._check_shapes(x_shape, context_shape)[0]
+        self.hyper_kernel = self.add_weight(
+            name="hyper_kernel",
+            shape=(self.context_dim, self.input_dim),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+
+    def call(self, inputs):
+        x, context = _split(inputs)
+        # Static shapes only (no device work): the same checks, and messages, as at build time.
+        self._check_shapes(_static_shape(x), _static_shape(context))
+        x = self._to_compute_dtype(x)
+        context = self._to_compute_dtype(context)
+        weights = ops.matmul(context, self.hyper_kernel)
+        # A rank-2 context applies to every position of x: (batch, input_dim) -> (batch, 1, ..., input_dim).
+        for _ in range(len(x.shape) - len(context.shape)):
+            weights = ops.expand_dims(weights, axis=1)
+        return ops.multiply(x, weights)
+
+    def compute_output_shape(self, input_shape):
+        x_shape, context_shape = _split(input_shape)
+        return self._check_shapes(x_shape, context_shape)[1]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "input_dim": self.input_dim,
+                "context_dim": self.context_dim,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+            }
+        )
+        return config
+
+    def _to_compute_dtype(self, tensor):
+        if keras.backend.standardize_dtype(tensor.dtype) != self.compute_dtype:
+            tensor = ops.cast(tensor, self.compute_dtype)
+        return tensor
+
+    def _check_shapes(self, x_shape, context_shape):
+        """Validates static shapes; returns `(context_dim, output_shape)`. `None` is an unknown dim."""
+        if not _is_shape(x_shape) or not _is_shape(context_shape):
+            raise _error(
+                f"`{_NAME}` expects its inputs to be a list or tuple of two tensors, [x, context]. "
+                f"Received: {_describe([x_shape, context_shape])}"
+            )
+        x_shape, context_shape = tuple(x_shape), tuple(context_shape)
+        received = f"Received: x.shape={_fmt_shape(x_shape)}, context.shape={_fmt_shape(context_shape)}"
+        if len(x_shape) < 2:
+            raise _error(
+                f"`{_NAME}` expects `x` to have rank >= 2, (batch_size, ..., input_dim). {received}"
+            )
+        if len(context_shape) not in (2, len(x_shape)):
+            raise _error(
+                f"`{_NAME}` expects `context` to have rank 2 or the rank of `x` ({len(x_shape)}). "
+                f"{received}"
+            )
+        if x_shape[-1] != self.input_dim:
+            raise _error(
+                f"`{_NAME}` expects the last dimension of `x` to be input_dim={self.input_dim}. "
+                f"{received}"
+            )
+        context_dim = context_shape[-1]
+        if context_dim is None:
+            raise _error(
+                f"`{_NAME}` expects the last dimension of `context` to be defined. {received}"
+            )
+        if self.context_dim is not None and context_dim != self.context_dim:
+            raise _error(
+                f"`{_NAME}` expects the last dimension of `context` to be "
+                f"context_dim={self.context_dim}. {received}"
+            )
+        # Leading dims that must broadcast: the batch dim only for a rank-2 context, else all of them.
+        n = len(context_shape) - 1
+        leading = [_broadcast_dim(a, b) for a, b in zip(x_shape[:n], context_shape[:n])]
+        if any(d is False for d in leading):
+            raise _error(
+                f"`{_NAME}` expects the leading dimensions of `x` and `context` to be "
+                f"broadcast-compatible. {received}"
+            )
+        return context_dim, tuple(leading) + x_shape[n:]

@@ -1,0 +1,90 @@
+"""Nox sessions: the conformance suite once per Keras backend, then the cross-backend report.
+
+``nox`` runs the suite on jax, torch and tensorflow (each in its own virtualenv holding keras and that backend
+only) and then prints the report; ``nox -s tests-jax`` runs one backend; ``nox -l`` lists everything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.4.15"
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "report"]
+
+ROOT = Path(__file__).resolve().parent
+CONSTRAINTS = str(ROOT / "requirements" / "constraints.txt")
+REPORTS = ROOT / "reports"
+
+# Backend name -> the pyproject extra that installs it. tensorflow-cpu: this project's CI has no GPU.
+EXTRAS = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow-cpu"}
+BACKENDS = [nox.param(name, id=name) for name in EXTRAS]
+
+
+def backend_env(session: nox.Session, backend: str) -> dict[str, str]:
+    """The environment every backend session runs with: the backend chosen, the user's keras.json ignored."""
+    return {
+        "KERAS_BACKEND": backend,
+        # A private KERAS_HOME: the user's ~/.keras/keras.json (floatx, backend, ...) never leaks in.
+        "KERAS_HOME": session.create_tmp(),
+        # float64 is float64 on every backend: JAX otherwise computes it silently in float32.
+        "JAX_ENABLE_X64": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "HYPOTHESIS_PROFILE": "ci",
+    }
+
+
+def install(session: nox.Session, *extras: str) -> None:
+    session.install("-c", CONSTRAINTS, "-e", f".[{','.join(extras)}]")
+
+
+@nox.session(tags=["tests"])
+@nox.parametrize("backend", BACKENDS)
+def tests(session: nox.Session, backend: str) -> None:
+    """Run the conformance suite on one Keras backend and record what it observed."""
+    install(session, "test", EXTRAS[backend])
+    REPORTS.mkdir(exist_ok=True)
+    env = backend_env(session, backend)
+    env["HYPERZZW_OBSERVED"] = str(REPORTS / f"observed-{backend}.json")
+    session.run("pytest", *session.posargs, env=env)
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Compare what the three backends observed and print the cross-backend agreement table."""
+    session.install("-c", CONSTRAINTS, "numpy")
+    session.run("python", "scripts/report.py", "--reports", str(REPORTS), *session.posargs)
+
+
+@nox.session(default=False)
+@nox.parametrize("backend", BACKENDS)
+def golden(session: nox.Session, backend: str) -> None:
+    """Regenerate the golden fixtures (oracle data, and the .keras file saved by this backend)."""
+    install(session, "test", EXTRAS[backend])
+    session.run("python", "scripts/regenerate_golden.py", *session.posargs, env=backend_env(session, backend))
+
+
+@nox.session(default=False)
+@nox.parametrize("backend", BACKENDS)
+def benchmark(session: nox.Session, backend: str) -> None:
+    """Time the layer against the raw backend expression and keras Dense (results in benchmarks/results/)."""
+    install(session, "test", EXTRAS[backend])
+    env = backend_env(session, backend)
+    session.run("python", "scripts/benchmark.py", *session.posargs, env=env)
+
+
+@nox.session(default=False)
+@nox.parametrize("backend", BACKENDS)
+def sensor(session: nox.Session, backend: str) -> None:
+    """Reproduce the sensor-anomaly experiment: concat baseline vs HyperZZWOperator, 30 epochs."""
+    install(session, "test", EXTRAS[backend])
+    session.run("python", "scripts/sensor_experiment.py", *session.posargs, env=backend_env(session, backend))
+
+
+@nox.session(default=False, python=False)
+def vendor(session: nox.Session) -> None:
+    """Copy the layer file into your project (with a provenance header), or --check an existing copy."""
+    session.run("python", "scripts/vendor.py", *session.posargs)
