@@ -71,7 +71,7 @@ def golden(session: nox.Session, backend: str) -> None:
 @nox.parametrize("backend", BACKENDS)
 def benchmark(session: nox.Session, backend: str) -> None:
     """Time the layer against the raw backend expression and keras Dense (results in benchmarks/results/)."""
-    install(session, "test", EXTRAS[backend])
+    install(session, "test", "bench", EXTRAS[backend])
     env = backend_env(session, backend)
     session.run("python", "scripts/benchmark.py", *session.posargs, env=env)
 
