@@ -38,9 +38,10 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, atol, case: str, what
         raise AssertionError(f"{_where(case)} {what} shape: expected {expected.shape}, got {actual.shape}")
     atol = np.broadcast_to(np.asarray(atol, dtype=np.float64), expected.shape)
     finite = np.isfinite(expected)
+    with np.errstate(invalid="ignore"):  # inf - inf where both are inf: masked out below
+        err = np.where(finite, np.abs(actual - expected), 0.0)
     nan_bad = np.isnan(expected) != np.isnan(actual)
     inf_bad = np.isinf(expected) & (actual != expected)
-    err = np.where(finite, np.abs(actual - expected), 0.0)
     num_bad = finite & ~(err <= atol)  # also catches NaN/inf in actual where expected is finite
     bad = nan_bad | inf_bad | num_bad
     if bad.any():

@@ -47,7 +47,10 @@ else:  # pragma: no cover
 def tensor(array: np.ndarray, dtype: str):
     """A backend tensor of `dtype` holding `array`'s values (which must be representable in `dtype`)."""
     array = np.asarray(array)
-    return ops.cast(ops.convert_to_tensor(array), dtype)
+    if dtype == "bfloat16":  # NumPy has no bfloat16: go through float32, which holds its values exactly
+        return ops.cast(ops.convert_to_tensor(array.astype(np.float32), dtype="float32"), dtype)
+    # Always name the dtype: without it Keras converts float64 arrays to floatx (float32) on some backends.
+    return ops.convert_to_tensor(array.astype(dtype), dtype=dtype)
 
 
 def to_numpy(value) -> np.ndarray:

@@ -45,3 +45,13 @@ def observer():
     path = os.environ.get(observed.ENV_VAR)
     if path:
         record.write(path)
+
+
+@pytest.fixture(scope="session")
+def golden_manifest():
+    """The golden manifest, after checking the fixtures were generated from the current case catalogue."""
+    from conformance import golden
+
+    manifest = golden.read_manifest()
+    golden.check_catalogue(manifest)
+    return manifest

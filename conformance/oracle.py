@@ -81,3 +81,25 @@ def gradients(x, context, kernel, cotangent) -> tuple[np.ndarray, np.ndarray, np
         flat_dw = d_weights.reshape(-1, kernel.shape[1])
         dk = flat_c.T @ flat_dw
     return dx, dc, dk
+
+
+def train_sgd(x, context, y, kernel, w, learning_rate: float, steps: int):
+    """Full-batch SGD on `loss = mean((HyperZZW(x, context) @ w - y) ** 2)`, in float64.
+
+    The model is `keras.Sequential`-free on purpose: `pred = (x * (context @ kernel)) @ w`, the loss is
+    Keras's mean squared error for one output, and each step is `v -= learning_rate * grad(v)` for
+    `v in (kernel, w)`. Returns the loss before each step and the final (kernel, w).
+    """
+    x, context, y, kernel, w = (np.asarray(a, dtype=np.float64).copy() for a in (x, context, y, kernel, w))
+    losses = []
+    for _ in range(steps):
+        weights = context @ kernel
+        hidden = x * weights
+        residual = hidden @ w - y
+        losses.append(float(np.mean(residual**2)))
+        d_pred = 2.0 * residual / residual.size
+        d_w = hidden.T @ d_pred
+        d_kernel = context.T @ ((d_pred @ w.T) * x)
+        kernel -= learning_rate * d_kernel
+        w -= learning_rate * d_w
+    return np.asarray(losses), kernel, w

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Regenerate the golden fixtures in golden/ from the float64 oracle, or --check that they are current.
+
+    python scripts/regenerate_golden.py           # rewrite golden/, print what changed
+    python scripts/regenerate_golden.py --check   # regenerate in memory; exit 1 if golden/ differs
+
+Run through nox (`nox -s golden`) it runs once per backend; each run also saves that backend's `.keras`
+file (golden/keras/saved-<backend>.keras). The oracle data are identical whichever backend runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from conformance import golden  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="fail if the stored fixtures are not current")
+    parser.add_argument("--no-keras", action="store_true", help="do not (re)save this backend's .keras file")
+    args = parser.parse_args(argv)
+
+    files, manifest = golden.build()
+    changes = golden.differences(files, manifest)
+    size = sum(len(data) for data in files.values())
+    if args.check:
+        problems = list(changes)
+        try:
+            stored = golden.read_manifest()
+            for path in stored["sha256"]:
+                golden.verified_bytes(path, stored)
+        except golden.GoldenError as exc:
+            problems.append(str(exc))
+        if problems:
+            print("golden/ is stale or damaged:", *problems, f"Regenerate with: {golden.REGENERATE}", sep="\n  ")
+            return 1
+        print(f"golden/ is current: {len(manifest['cases'])} cases, {size / 1024:.0f} KiB of oracle data")
+        return 0
+
+    golden.write(files, manifest)
+    print(*(changes or ["no changes to the oracle data"]), sep="\n")
+    print(f"wrote {len(files)} files ({size / 1024:.0f} KiB) for {len(manifest['cases'])} cases")
+    if not args.no_keras and "KERAS_BACKEND" in os.environ:
+        from conformance import backend, target
+
+        path = golden.keras_path(backend.NAME)
+        golden.record_keras_file(path, golden.keras_model_bytes(target.HyperZZWOperator))
+        print(f"wrote {path} (saved by keras {backend.keras.__version__} on {backend.NAME} {backend.LIBRARY_VERSION})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
