@@ -13,7 +13,7 @@ import nox
 nox.needs_version = ">=2024.4.15"
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "report"]
+nox.options.sessions = ["golden_check", "tests", "report"]
 
 ROOT = Path(__file__).resolve().parent
 CONSTRAINTS = str(ROOT / "requirements" / "constraints.txt")
@@ -57,6 +57,13 @@ def report(session: nox.Session) -> None:
     """Compare what the three backends observed and print the cross-backend agreement table."""
     session.install("-c", CONSTRAINTS, "numpy")
     session.run("python", "scripts/report.py", "--reports", str(REPORTS), *session.posargs)
+
+
+@nox.session(tags=["tests"])
+def golden_check(session: nox.Session) -> None:
+    """Check golden/ is current: regenerate the oracle data in memory and compare (no backend needed)."""
+    session.install("-c", CONSTRAINTS, "numpy")
+    session.run("python", "scripts/regenerate_golden.py", "--check", *session.posargs)
 
 
 @nox.session(default=False)

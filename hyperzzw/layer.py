@@ -133,6 +133,7 @@ def _broadcast_dim(a, b):
     return False
 
 
+@keras.saving.register_keras_serializable(package="hyperzzw")
 class HyperZZWOperator(keras.layers.Layer):
     """Context-conditioned elementwise layer: `output = x * (context @ hyper_kernel)`.
 
