@@ -201,8 +201,8 @@ class TrainingCase:
     input_dim: int = 6
     context_dim: int = 3
     steps: int = 8
-    learning_rate: float = 0.05
-    dtype: str = "float64"
+    learning_rate: float = 0.0625  # a power of two: exact in the optimizer's float32 learning-rate variable
+    dtype: str = "float32"
 
     def definition(self) -> dict:
         return dataclasses.asdict(self)
@@ -220,4 +220,5 @@ def make_training_inputs(case: TrainingCase = TRAINING) -> dict[str, np.ndarray]
     # A target the model can fit: a different "true" kernel and head, plus noise.
     y = (x * (context @ rng.standard_normal(kernel.shape))) @ rng.standard_normal(w.shape)
     y += 0.1 * rng.standard_normal(y.shape)
-    return {"x": x, "context": context, "y": y, "kernel": kernel, "w": w}
+    arrays = {"x": x, "context": context, "y": y, "kernel": kernel, "w": w}
+    return {name: oracle.round_to(value, case.dtype) for name, value in arrays.items()}

@@ -69,10 +69,17 @@ def carriers(case: cases.Case, arrays: dict[str, np.ndarray]) -> dict[str, np.nd
 def compute_training() -> dict[str, np.ndarray]:
     t = cases.TRAINING
     data = cases.make_training_inputs(t)
-    losses, kernel, w = oracle.train_sgd(
-        data["x"], data["context"], data["y"], data["kernel"], data["w"], t.learning_rate, t.steps
-    )
-    return {**data, "losses": losses, "final_kernel": kernel, "final_w": w}
+    args = (data["x"], data["context"], data["y"], data["kernel"], data["w"], t.learning_rate, t.steps)
+    losses, kernel, w = oracle.train_sgd(*args)
+    loss_atol, weight_atol = oracle.train_sgd_error_bounds(*args, unit_roundoff=tolerance.UNIT_ROUNDOFF[t.dtype])
+    return {
+        **data,
+        "losses": losses,
+        "final_kernel": kernel,
+        "final_w": w,
+        "loss_atol": loss_atol,
+        "weight_atol": np.asarray(weight_atol),
+    }
 
 
 def tolerance_summary(case: cases.Case, arrays: dict[str, np.ndarray]) -> dict:
@@ -104,7 +111,7 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             with archive.open(info, "w") as handle:
-                np.lib.format.write_array(handle, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+                np.lib.format.write_array(handle, np.array(arrays[name], order="C"), allow_pickle=False)
     return buffer.getvalue()
 
 

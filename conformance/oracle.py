@@ -83,23 +83,70 @@ def gradients(x, context, kernel, cotangent) -> tuple[np.ndarray, np.ndarray, np
     return dx, dc, dk
 
 
+def _training_grads(x, context, y, kernel, w):
+    """(loss, d_kernel, d_w, hidden) of `mean((x * (context @ kernel)) @ w - y) ** 2)`."""
+    hidden = x * (context @ kernel)
+    residual = hidden @ w - y
+    d_pred = 2.0 * residual / residual.size
+    return float(np.mean(residual**2)), context.T @ ((d_pred @ w.T) * x), hidden.T @ d_pred, hidden
+
+
 def train_sgd(x, context, y, kernel, w, learning_rate: float, steps: int):
     """Full-batch SGD on `loss = mean((HyperZZW(x, context) @ w - y) ** 2)`, in float64.
 
-    The model is `keras.Sequential`-free on purpose: `pred = (x * (context @ kernel)) @ w`, the loss is
-    Keras's mean squared error for one output, and each step is `v -= learning_rate * grad(v)` for
-    `v in (kernel, w)`. Returns the loss before each step and the final (kernel, w).
+    `pred = (x * (context @ kernel)) @ w` (the layer, then `Dense(1, use_bias=False)`), Keras's mean squared
+    error for one output, and each step `v -= learning_rate * grad(v)` for `v in (kernel, w)`. Returns the
+    loss before each step and the final (kernel, w).
     """
     x, context, y, kernel, w = (np.asarray(a, dtype=np.float64).copy() for a in (x, context, y, kernel, w))
     losses = []
     for _ in range(steps):
-        weights = context @ kernel
-        hidden = x * weights
-        residual = hidden @ w - y
-        losses.append(float(np.mean(residual**2)))
-        d_pred = 2.0 * residual / residual.size
-        d_w = hidden.T @ d_pred
-        d_kernel = context.T @ ((d_pred @ w.T) * x)
+        loss, d_kernel, d_w, _ = _training_grads(x, context, y, kernel, w)
+        losses.append(loss)
         kernel -= learning_rate * d_kernel
         w -= learning_rate * d_w
     return np.asarray(losses), kernel, w
+
+
+def train_sgd_error_bounds(x, context, y, kernel, w, learning_rate: float, steps: int, unit_roundoff: float):
+    """Forward error bounds for `train_sgd` run in a dtype with unit roundoff `u`: (loss bounds per step,
+    bound on every final weight).
+
+    Step k computes `theta_{k+1} = theta_k - lr * grad(theta_k)` with a rounding error delta_k bounded, entry
+    by entry, by gamma(n) * (|theta_k| + lr * G_k): n is the longest chain of sums in one step (batch +
+    input_dim + context_dim + 4) and G_k the gradient evaluated on absolute values (the sum of |terms|). An
+    error present before step j is carried through by the SGD map's Jacobian `I - lr * H_j`, whose 2-norm the
+    oracle computes from the exact Hessian (central differences of the analytic gradient, 24 parameters).
+    So ||error after step k||_2 <= sum_i (prod_{i<j<=k} ||I - lr H_j||_2) ||delta_i||_2, which bounds every
+    weight's error. The loss before step k adds ||grad_k||_2 times that plus gamma(n) times its own
+    magnitude; the input data rounding is part of the stored inputs, not an error.
+    """
+    x, context, y, kernel, w = (np.asarray(a, dtype=np.float64).copy() for a in (x, context, y, kernel, w))
+    n = x.shape[0] + x.shape[1] + context.shape[1] + 4
+    nu = (n + 2) * unit_roundoff
+    g = nu / (1 - nu)
+    shapes = (kernel.shape, w.shape)
+    sizes = (kernel.size, w.size)
+
+    def flat_grad(theta):
+        k, v = theta[: sizes[0]].reshape(shapes[0]), theta[sizes[0]:].reshape(shapes[1])
+        _, dk, dv, _ = _training_grads(x, context, y, k, v)
+        return np.concatenate([dk.ravel(), dv.ravel()])
+
+    error = 0.0
+    loss_bounds = []
+    for _ in range(steps):
+        theta = np.concatenate([kernel.ravel(), w.ravel()])
+        loss, d_kernel, d_w, _ = _training_grads(x, context, y, kernel, w)
+        grad = np.concatenate([d_kernel.ravel(), d_w.ravel()])
+        abs_loss, abs_dk, abs_dw, _ = _training_grads(np.abs(x), np.abs(context), -np.abs(y), np.abs(kernel), np.abs(w))
+        loss_bounds.append(float(np.linalg.norm(grad) * error + g * (abs_loss + loss)))
+        # The Jacobian of this step's map, from the Hessian by central differences (h relative to theta).
+        h = 1e-6 * max(1.0, float(np.max(np.abs(theta))))
+        hessian = np.stack([(flat_grad(theta + h * e) - flat_grad(theta - h * e)) / (2 * h) for e in np.eye(theta.size)])
+        jacobian_norm = float(np.linalg.norm(np.eye(theta.size) - learning_rate * hessian, 2))
+        step_error = g * np.linalg.norm(np.abs(theta) + learning_rate * np.concatenate([abs_dk.ravel(), abs_dw.ravel()]))
+        error = jacobian_norm * error + float(step_error)
+        kernel -= learning_rate * d_kernel
+        w -= learning_rate * d_w
+    return np.asarray(loss_bounds), error
