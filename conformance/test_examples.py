@@ -33,7 +33,8 @@ def run_example(monkeypatch, capsys):
         keras.utils.set_random_seed(0)
         capsys.readouterr()
         namespace = runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name="__main__")
-        assert namespace["HyperZZWOperator"] is target.HyperZZWOperator, f"{name} did not use the layer under test"
+        used = namespace["HyperZZWOperator"]
+        assert used is target.HyperZZWOperator, f"{name} did not use the layer under test"
         return namespace, capsys.readouterr().out
 
     return run
@@ -154,8 +155,9 @@ def test_example_3_context_analysis(run_example, capsys):
     assert _kernel_shapes(model) == [(6, 12)]
     lines = out.splitlines()
     assert lines[:2] == ["Context Behavior Analysis:", "=" * 40]
-    means = [re.fullmatch(rf"Context {i}: Prediction mean = (\d\.\d{{4}})", line) for i, line in enumerate(lines[2:], 1)]
-    assert len(means) == 3 and all(means), f"expected three 'Context i: Prediction mean = ...' lines, got:\n{out}"
+    pattern = r"Context {}: Prediction mean = (\d\.\d{{4}})"
+    means = [re.fullmatch(pattern.format(i), line) for i, line in enumerate(lines[2:], 1)]
+    assert len(means) == 3 and all(means), f"expected three 'Context i: Prediction mean = x' lines, got:\n{out}"
     assert all(0 < float(m.group(1)) < 1 for m in means)
 
 
