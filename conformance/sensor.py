@@ -136,8 +136,8 @@ def split(data: Dataset, test_fraction=TEST_FRACTION, seed=SPLIT_SEED):
     Each of the six (sensor type, anomaly) strata is permuted with `np.random.default_rng(seed)` (strata in
     the order type index, then label) and its first `round(test_fraction * len(stratum))` rows go to the test
     set: 270 test rows with 1 + 3 + 2 = 6 of the 33 anomalies. Stratifying matters at this anomaly rate: an
-    unstratified 15% sample of these 1,800 rows can hold no anomaly at all (a seeded permutation with seed 3
-    does not), and a single row then moves the test accuracy by 0.37 points.
+    unstratified 15% sample of these 1,800 rows can hold no anomaly at all (the first 270 rows of
+    `np.random.default_rng(3).permutation(1800)` hold none), and one test row is 0.37 points of accuracy.
     """
     rng = np.random.default_rng(seed)
     strata = data.type_index * 2 + data.anomaly
