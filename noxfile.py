@@ -96,6 +96,14 @@ def sensor(session: nox.Session, backend: str) -> None:
     session.run("python", "scripts/sensor_experiment.py", *session.posargs, env=backend_env(session, backend))
 
 
+@nox.session(default=False)
+@nox.parametrize("backend", BACKENDS)
+def mutants(session: nox.Session, backend: str) -> None:
+    """Break the layer on purpose, one defect at a time, and check the suite catches every one."""
+    install(session, "test", EXTRAS[backend])
+    session.run("python", "scripts/mutants.py", *session.posargs, env=backend_env(session, backend))
+
+
 @nox.session(default=False, python=False)
 def vendor(session: nox.Session) -> None:
     """Copy the layer file into your project (with a provenance header), or --check an existing copy."""

@@ -1,0 +1,57 @@
+"""Plausible single defects in the layer, for checking that the suite catches them.
+
+Each mutant is one textual edit of `hyperzzw/layer.py`. `scripts/mutants.py` writes each mutated file to a
+temporary folder and runs the suite against it through `HYPERZZW_TARGET`, on the current backend; every
+mutant must turn the suite red. The edits are exact strings, so a mutant whose anchor no longer exists in
+the layer fails loudly instead of silently testing nothing.
+"""
+
+from __future__ import annotations
+
+MUTANTS: dict[str, tuple[str, str]] = {
+    "transposed kernel": (
+        'shape=(self.context_dim, self.input_dim),',
+        'shape=(self.input_dim, self.context_dim),',
+    ),
+    "kernel read transposed": (
+        'ops.einsum("...c,ci->...i", context, self.hyper_kernel)',
+        'ops.einsum("...c,ci->...i", context, ops.transpose(ops.transpose(self.hyper_kernel)[::-1][::-1]))[..., ::-1]',
+    ),
+    "add instead of multiply": ("return ops.multiply(x, weights)", "return ops.add(x, weights)"),
+    "off by a little": ("return ops.multiply(x, weights)", "return ops.multiply(x, weights) * 1.00002"),
+    "weights ignore the context sign": (
+        'ops.einsum("...c,ci->...i", context, self.hyper_kernel)',
+        'ops.einsum("...c,ci->...i", ops.abs(context), self.hyper_kernel)',
+    ),
+    "wrong broadcast of a rank-2 context": (
+        "weights = ops.expand_dims(weights, axis=1)",
+        "weights = ops.expand_dims(weights, axis=-2)",
+    ),
+    "no broadcast check": ("if any(d is False for d in leading):", "if False:"),
+    "context_dim inferred from x": ("context_dim = context_shape[-1]", "context_dim = x_shape[-1]"),
+    "no cast of integer inputs": (
+        "        if keras.backend.standardize_dtype(tensor.dtype) != self.compute_dtype:\n",
+        "        if False:\n",
+    ),
+    "float64 weights leak": (
+        "            constraint=self.kernel_constraint,\n        )",
+        '            constraint=self.kernel_constraint,\n            dtype="float64",\n        )',
+    ),
+    "computes in float32": ("return ops.multiply(x, weights)", 'return ops.cast(ops.multiply(x, weights), "float32")'),
+    "error message reworded": ("expected a positive integer", "expected an integer > 0"),
+    "error type changed": ("    error = ValueError(message)", "    error = TypeError(message)"),
+    "Keras call-info text not suppressed": ("    error._keras_call_info_injected = True\n", ""),
+    "lost config field": (
+        '                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),\n',
+        "",
+    ),
+    "bools accepted as dims": ("    if not isinstance(value, bool):\n", "    if True:\n"),
+    "initializer ignored": ("initializer=self.kernel_initializer,", 'initializer="zeros",'),
+}
+
+
+def apply(source: str, name: str) -> str:
+    old, new = MUTANTS[name]
+    if source.count(old) != 1:
+        raise ValueError(f"mutant {name!r}: its anchor occurs {source.count(old)} times in the layer, not once")
+    return source.replace(old, new)
