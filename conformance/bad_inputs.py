@@ -111,7 +111,7 @@ CATALOGUE: tuple[BadCase, ...] = (
     ),
     # --- the structure of the inputs --------------------------------------------------------------------
     _structure("single tensor", T((4, 5)), "a single tensor of shape (4, 5)"),
-    _structure("list of one", [T((4, 5))], "a list of 1 items: [(4, 5)]"),
+    _structure("list of one", [T((4, 5))], "a list of 1 item: [(4, 5)]"),
     _structure(
         "list of three", [T((4, 5)), T((4, 3)), T((4, 3))], "a list of 3 items: [(4, 5), (4, 3), (4, 3)]"
     ),

@@ -8,6 +8,13 @@ the layer fails loudly instead of silently testing nothing.
 
 from __future__ import annotations
 
+# Mutants that are not defects on one backend, with the reason; they must still be caught on the others.
+_PROMOTION = (
+    "keras.ops follows JAX's promotion rules here (int32 with float16 -> float16, bool with float -> float), so "
+    "without the cast the layer computes the same values in the same dtype; torch needs the cast"
+)
+EQUIVALENT_ON = {"no cast of integer inputs": {"jax": _PROMOTION, "tensorflow": _PROMOTION}}
+
 MUTANTS: dict[str, tuple[str, str]] = {
     "transposed kernel": (
         'shape=(self.context_dim, self.input_dim),',
@@ -23,9 +30,11 @@ MUTANTS: dict[str, tuple[str, str]] = {
         'ops.einsum("...c,ci->...i", context, self.hyper_kernel)',
         'ops.einsum("...c,ci->...i", ops.abs(context), self.hyper_kernel)',
     ),
-    "wrong broadcast of a rank-2 context": (
+    # KerasFactory's behaviour: a (batch, input_dim) weight multiplied into (batch, time, input_dim) aligns
+    # batch with time. (Inserting the new axes at -2 instead of 1 is not a defect: it gives the same shape.)
+    "rank-2 context aligned with time, not batch": (
         "weights = ops.expand_dims(weights, axis=1)",
-        "weights = ops.expand_dims(weights, axis=-2)",
+        "weights = ops.expand_dims(weights, axis=0)",
     ),
     "no broadcast check": ("if any(d is False for d in leading):", "if False:"),
     "context_dim inferred from x": ("context_dim = context_shape[-1]", "context_dim = x_shape[-1]"),

@@ -13,11 +13,13 @@ dims = st.integers(1, 8)
 
 
 @st.composite
-def shape_pairs(draw, min_rank: int = 2, max_rank: int = 4, max_batch: int = 5):
-    """A valid `(x_shape, context_shape)`: context rank 2 or equal to x's, leading dims broadcastable."""
+def shape_pairs(draw, min_rank: int = 2, max_rank: int = 4, max_batch: int = 5, min_batch: int = 0,
+                broadcast_batch: bool = True):
+    """A valid `(x_shape, context_shape)`: context rank 2 or equal to x's, leading dims broadcastable
+    (the batch dim too, unless `broadcast_batch` is false)."""
     rank = draw(st.integers(min_rank, max_rank), label="rank")
     input_dim, context_dim = draw(dims, label="input_dim"), draw(dims, label="context_dim")
-    leading = [draw(st.integers(0, max_batch), label="batch")] + [draw(st.integers(1, 4)) for _ in range(rank - 2)]
+    leading = [draw(st.integers(min_batch, max_batch), label="batch")] + [draw(st.integers(1, 4)) for _ in range(rank - 2)]
     if draw(st.booleans(), label="rank-2 context") or rank == 2:
         context_lead = [leading[0]]
         n = 1
@@ -26,7 +28,7 @@ def shape_pairs(draw, min_rank: int = 2, max_rank: int = 4, max_batch: int = 5):
         n = rank - 1
     # Broadcast: some leading dims are 1 on one side (never turning a 0 batch into a broadcast pair).
     x_lead = list(leading)
-    for i in range(n):
+    for i in range(0 if broadcast_batch else 1, n):
         if leading[i] > 1:
             side = draw(st.sampled_from(["both", "x1", "c1"]))
             if side == "x1":

@@ -122,14 +122,15 @@ def test_additive_in_the_context(pair, dtype, data):
     x = data.draw(strategies.values(x_shape, dtype), label="x")
     c1 = data.draw(strategies.values(context_shape, dtype, 2.0), label="c1")
     c2 = data.draw(strategies.values(context_shape, dtype, 2.0), label="c2")
-    total = oracle.round_to(c1 + c2, dtype)
-    assume(np.array_equal(total, c1 + c2))  # only contexts whose sum is exact in the dtype
+    total = oracle.round_to(c1 + c2, dtype)  # the sum as the dtype holds it
     f = lambda c: backend.to_numpy(_call(layer, x, c, dtype))  # noqa: E731
-    # Each side is within forward_atol of its exact value; the exact values add up.
+    # Each side is within forward_atol of its exact value, the exact values add up, and rounding the sum of
+    # the contexts moves the exact output by at most |x| * (|total - (c1 + c2)| @ |K|).
     atol = (
         tolerance.forward_atol(x, c1, kernel, dtype, backend.NAME)
         + tolerance.forward_atol(x, c2, kernel, dtype, backend.NAME)
         + tolerance.forward_atol(x, total, kernel, dtype, backend.NAME)
+        + oracle.forward(np.abs(x), np.abs(total - (c1 + c2)), np.abs(kernel))
     )
     assertions.assert_close(f(total), f(c1) + f(c2), atol, f"additivity {dtype}")
 
@@ -143,10 +144,11 @@ def test_zero_context_gives_zero_output(pair, dtype, data):
     assert np.all(out == 0)
 
 
-@given(pair=strategies.shape_pairs(min_rank=2, max_rank=3), dtype=strategies.dtypes, data=st.data())
+@given(
+    pair=strategies.shape_pairs(max_rank=3, min_batch=2, broadcast_batch=False), dtype=strategies.dtypes, data=st.data()
+)
 def test_permuting_batch_rows_permutes_output_rows(pair, dtype, data):
     x_shape, context_shape = pair
-    assume(x_shape[0] == context_shape[0] and x_shape[0] > 1)
     layer, kernel = _layer_and_kernel(x_shape, context_shape, dtype, data)
     x = data.draw(strategies.values(x_shape, dtype), label="x")
     context = data.draw(strategies.values(context_shape, dtype), label="context")

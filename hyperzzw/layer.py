@@ -97,7 +97,8 @@ def _describe(inputs, shapes):
             item = _static_shape(item)
             parts.append(_fmt_shape(item) if _is_shape(item) else f"<{type(item).__name__}>")
         kind = type(inputs).__name__
-        return f"a {kind} of {len(inputs)} items: [{', '.join(parts)}]"
+        items = "item" if len(inputs) == 1 else "items"
+        return f"a {kind} of {len(inputs)} {items}: [{', '.join(parts)}]"
     return f"an object of type {type(inputs).__name__}"
 
 
