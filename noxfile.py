@@ -13,7 +13,7 @@ import nox
 nox.needs_version = ">=2024.4.15"
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["golden_check", "tests", "report"]
+nox.options.sessions = ["golden_check", "tests-jax", "tests-torch", "tests-tensorflow", "report"]
 
 ROOT = Path(__file__).resolve().parent
 CONSTRAINTS = str(ROOT / "requirements" / "constraints.txt")
@@ -21,7 +21,6 @@ REPORTS = ROOT / "reports"
 
 # Backend name -> the pyproject extra that installs it. tensorflow-cpu: this project's CI has no GPU.
 EXTRAS = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow-cpu"}
-BACKENDS = [nox.param(name, id=name) for name in EXTRAS]
 
 
 def backend_env(session: nox.Session, backend: str) -> dict[str, str]:
@@ -46,8 +45,25 @@ def install(session: nox.Session, *extras: str) -> None:
     session.install("-c", CONSTRAINTS, "-e", f".[{','.join(extras)}]")
 
 
-@nox.session(tags=["tests"])
-@nox.parametrize("backend", BACKENDS)
+def per_backend(name: str, **kwargs):
+    """Registers `func(session, backend)` as one session per backend, named `<name>-<backend>` and tagged
+    `<name>`, so `nox -s tests-jax` runs one backend and `nox -t tests` all three."""
+
+    def register(func):
+        for backend in EXTRAS:
+
+            def session_func(session: nox.Session, _backend: str = backend) -> None:
+                func(session, _backend)
+
+            session_func.__doc__ = f"{func.__doc__.rstrip('.')} ({backend})."
+            session_func.__name__ = f"{name}_{backend}"
+            nox.session(name=f"{name}-{backend}", tags=[name], **kwargs)(session_func)
+        return func
+
+    return register
+
+
+@per_backend("tests")
 def tests(session: nox.Session, backend: str) -> None:
     """Run the conformance suite on one Keras backend and record what it observed."""
     install(session, "test", EXTRAS[backend])
@@ -71,33 +87,28 @@ def golden_check(session: nox.Session) -> None:
     session.run("python", "scripts/regenerate_golden.py", "--check", *session.posargs)
 
 
-@nox.session(default=False)
-@nox.parametrize("backend", BACKENDS)
+@per_backend("golden", default=False)
 def golden(session: nox.Session, backend: str) -> None:
-    """Regenerate the golden fixtures (oracle data, and the .keras file saved by this backend)."""
+    """Regenerate golden/ from the oracle and save this backend's .keras file."""
     install(session, "test", EXTRAS[backend])
     session.run("python", "scripts/regenerate_golden.py", *session.posargs, env=backend_env(session, backend))
 
 
-@nox.session(default=False)
-@nox.parametrize("backend", BACKENDS)
+@per_backend("benchmark", default=False)
 def benchmark(session: nox.Session, backend: str) -> None:
-    """Time the layer against the raw backend expression and keras Dense (results in benchmarks/results/)."""
+    """Time the layer against the raw backend expression and keras Dense (benchmarks/results/)."""
     install(session, "test", "bench", EXTRAS[backend])
-    env = backend_env(session, backend)
-    session.run("python", "scripts/benchmark.py", *session.posargs, env=env)
+    session.run("python", "scripts/benchmark.py", *session.posargs, env=backend_env(session, backend))
 
 
-@nox.session(default=False)
-@nox.parametrize("backend", BACKENDS)
+@per_backend("sensor", default=False)
 def sensor(session: nox.Session, backend: str) -> None:
     """Reproduce the sensor-anomaly experiment: concat baseline vs HyperZZWOperator, 30 epochs."""
     install(session, "test", EXTRAS[backend])
     session.run("python", "scripts/sensor_experiment.py", *session.posargs, env=backend_env(session, backend))
 
 
-@nox.session(default=False)
-@nox.parametrize("backend", BACKENDS)
+@per_backend("mutants", default=False)
 def mutants(session: nox.Session, backend: str) -> None:
     """Break the layer on purpose, one defect at a time, and check the suite catches every one."""
     install(session, "test", EXTRAS[backend])

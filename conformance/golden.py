@@ -29,7 +29,7 @@ from conformance import bad_inputs, cases, oracle, tolerance
 
 ROOT = Path(__file__).resolve().parents[1] / "golden"
 MANIFEST = ROOT / "manifest.json"
-REGENERATE = "nox -s golden  (or: python scripts/regenerate_golden.py, with a Keras backend installed)"
+REGENERATE = "nox -t golden  (or: python scripts/regenerate_golden.py, with a Keras backend installed)"
 QUANTITIES = ("output", "dx", "dcontext", "dkernel")
 
 

@@ -51,7 +51,7 @@ def golden_copy(tmp_path, monkeypatch):
 def test_a_corrupted_file_is_named_with_the_fix(golden_copy):
     path = golden_copy / "cases" / "rank2-float32.npz"
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
-    with pytest.raises(golden.GoldenError, match=r"rank2-float32\.npz: checksum mismatch.*Regenerate with: nox -s golden"):
+    with pytest.raises(golden.GoldenError, match=r"rank2-float32\.npz: checksum mismatch.*Regenerate with: nox -t golden"):
         golden.load_case(cases.by_id("rank2-float32"))
 
 

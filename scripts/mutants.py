@@ -5,7 +5,7 @@
 
 For each mutant in conformance/mutants.py: write the mutated layer file to a temporary folder, run pytest
 against it (HYPERZZW_TARGET points the suite at it; -x stops at the first failure), and record which test
-caught it. Exits 1 if any mutant survives. Run it per backend (`nox -s mutants`).
+caught it. Exits 1 if any mutant survives. Run it per backend (`nox -t mutants`).
 """
 
 from __future__ import annotations

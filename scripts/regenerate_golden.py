@@ -4,7 +4,7 @@
     python scripts/regenerate_golden.py           # rewrite golden/, print what changed
     python scripts/regenerate_golden.py --check   # regenerate in memory; exit 1 if golden/ differs
 
-Run through nox (`nox -s golden`) it runs once per backend; each run also saves that backend's `.keras`
+Run through nox (`nox -t golden`) it runs once per backend; each run also saves that backend's `.keras`
 file (golden/keras/saved-<backend>.keras). The oracle data are identical whichever backend runs it.
 """
 
