@@ -84,7 +84,8 @@ def report(session: nox.Session) -> None:
 def golden_check(session: nox.Session) -> None:
     """Check golden/ is current: regenerate the oracle data in memory and compare (no backend needed)."""
     session.install("-c", CONSTRAINTS, "numpy")
-    session.run("python", "scripts/regenerate_golden.py", "--check", *session.posargs)
+    # No posargs: `nox -t tests -- -k golden` passes pytest options meant for the test sessions.
+    session.run("python", "scripts/regenerate_golden.py", "--check")
 
 
 @per_backend("golden", default=False)
