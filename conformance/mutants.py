@@ -13,22 +13,30 @@ _PROMOTION = (
     "keras.ops follows JAX's promotion rules here (int32 with float16 -> float16, bool with float -> float), so "
     "without the cast the layer computes the same values in the same dtype; torch needs the cast"
 )
-EQUIVALENT_ON = {"no cast of integer inputs": {"jax": _PROMOTION, "tensorflow": _PROMOTION}}
+_MATMUL64 = "keras.ops.matmul keeps float64 on this backend; the einsum is there for torch"
+EQUIVALENT_ON = {
+    "no cast of integer inputs": {"jax": _PROMOTION, "tensorflow": _PROMOTION},
+    "float64 computed through matmul (float32 on torch)": {"jax": _MATMUL64, "tensorflow": _MATMUL64},
+}
 
 MUTANTS: dict[str, tuple[str, str]] = {
     "transposed kernel": (
         'shape=(self.context_dim, self.input_dim),',
         'shape=(self.input_dim, self.context_dim),',
     ),
-    "kernel read transposed": (
-        'ops.einsum("...c,ci->...i", context, self.hyper_kernel)',
-        'ops.einsum("...c,ci->...i", context, ops.transpose(ops.transpose(self.hyper_kernel)[::-1][::-1]))[..., ::-1]',
+    "output features reversed": (
+        "weights = ops.matmul(context, self.hyper_kernel)",
+        "weights = ops.matmul(context, self.hyper_kernel)[..., ::-1]",
     ),
     "add instead of multiply": ("return ops.multiply(x, weights)", "return ops.add(x, weights)"),
     "off by a little": ("return ops.multiply(x, weights)", "return ops.multiply(x, weights) * 1.00002"),
     "weights ignore the context sign": (
-        'ops.einsum("...c,ci->...i", context, self.hyper_kernel)',
-        'ops.einsum("...c,ci->...i", ops.abs(context), self.hyper_kernel)',
+        "weights = ops.matmul(context, self.hyper_kernel)",
+        "weights = ops.matmul(ops.abs(context), self.hyper_kernel)",
+    ),
+    "float64 computed through matmul (float32 on torch)": (
+        'weights = ops.einsum(f"{lead}c,ci->{lead}i", context, self.hyper_kernel)',
+        "weights = ops.matmul(context, self.hyper_kernel)",
     ),
     # KerasFactory's behaviour: a (batch, input_dim) weight multiplied into (batch, time, input_dim) aligns
     # batch with time. (Inserting the new axes at -2 instead of 1 is not a defect: it gives the same shape.)
