@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     source = (ROOT / "hyperzzw" / "layer.py").read_text()
     names = args.only or list(mutants.MUTANTS)
-    survivors = []
+    survivors, equivalent = [], []
     backend = os.environ.get("KERAS_BACKEND", "?")
     print(f"{len(names)} mutants on backend {backend}")
     for name in names:
@@ -51,13 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         caught = re.search(r"^FAILED (\S+)", run.stdout, re.M) or re.search(r"^ERROR (\S+)", run.stdout, re.M)
         reason = mutants.EQUIVALENT_ON.get(name, {}).get(backend)
         if run.returncode == 0 and reason:
+            equivalent.append(name)
             print(f"  equivalent {name} on {backend}: {reason}  ({seconds:.0f} s)")
         elif run.returncode == 0:
             survivors.append(name)
             print(f"  SURVIVED  {name}  ({seconds:.0f} s)")
         else:
             print(f"  caught    {name:<38} by {caught.group(1) if caught else run.stdout.strip().splitlines()[-1]}  ({seconds:.0f} s)")
-    print(f"{len(names) - len(survivors)} of {len(names)} mutants caught on {backend}")
+    caught = len(names) - len(survivors) - len(equivalent)
+    print(f"{backend}: {caught} of {len(names)} mutants caught, {len(equivalent)} equivalent on this backend "
+          f"(reasons above), {len(survivors)} survived")
     return 1 if survivors else 0
 
 
