@@ -55,3 +55,12 @@ def golden_manifest():
     manifest = golden.read_manifest()
     golden.check_catalogue(manifest)
     return manifest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _registered_name_points_at_the_layer_under_test():
+    """When the suite checks another copy (HYPERZZW_TARGET), collecting the package's doctests imports
+    `hyperzzw`, whose class then holds the registered name `hyperzzw>HyperZZWOperator`; `.keras` loading must
+    find the copy under test, so the name is pointed back at it."""
+    name = keras.saving.get_registered_name(target.HyperZZWOperator)
+    keras.saving.get_custom_objects()[name] = target.HyperZZWOperator
