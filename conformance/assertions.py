@@ -55,9 +55,12 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, atol, case: str, what
         )
 
 
-def assert_error(exc_info, expected_type: type, expected_message: str, case: str) -> None:
+def assert_error(exc: BaseException | None, expected_type: type, expected_message: str, case: str) -> None:
+    """`exc` is exactly `expected_type` (not a subclass) with exactly `expected_message`."""
     __tracebackhide__ = True
-    got = (type(exc_info.value), str(exc_info.value))
+    if exc is None:
+        raise AssertionError(f"{_where(case)} raised nothing; expected {expected_type.__name__}({expected_message!r})")
+    got = (type(exc), str(exc))
     if got != (expected_type, expected_message):
         raise AssertionError(
             f"{_where(case)} error: expected {expected_type.__name__}({expected_message!r}), "
