@@ -304,6 +304,16 @@ class Backend:
     def dense_x(self, setup: Setup, x: Any) -> Any:
         return self.cast(x, setup.compute_dtype) if setup.mixed else x
 
+    def forward_fns(self, setup: Setup) -> dict[str, Callable[[Any, Any], Any]]:
+        """`(x, context) -> output` for each implementation, for backends that call the layer as a user does."""
+        layer, dense, kernel = setup.layer, setup.dense, setup.kernel
+        raw = self.raw_fn(setup)
+        return {
+            "layer": lambda x, context: layer([x, context]),
+            "raw": lambda x, context: raw(x, context, kernel),
+            "dense": lambda x, context: self.multiply(self.dense_x(setup, x), dense(context)),
+        }
+
     def set_threads(self, threads: int) -> None:
         """Caps intra-op threads (called before any op runs)."""
 
@@ -430,14 +440,8 @@ class TorchBackend(Backend):
         torch = self.torch
         layer, dense = setup.layer, setup.dense
         x, context = setup.x, setup.context
-        raw = self.raw_fn(setup)
         kernel = setup.kernel
-
-        fns: dict[str, Callable[[Any, Any], Any]] = {
-            "layer": lambda x, context: layer([x, context]),
-            "raw": lambda x, context: raw(x, context, kernel),
-            "dense": lambda x, context: torch.mul(self.dense_x(setup, x), dense(context)),
-        }
+        fns = self.forward_fns(setup)
         wrt = {
             "layer": [x, context, layer.hyper_kernel.value],
             "raw": [x, context, kernel],
@@ -547,14 +551,8 @@ class TensorflowBackend(Backend):
         tf = self.tf
         layer, dense = setup.layer, setup.dense
         x, context = setup.x, setup.context
-        raw = self.raw_fn(setup)
         kernel = setup.kernel
-
-        fns: dict[str, Callable[[Any, Any], Any]] = {
-            "layer": lambda x, context: layer([x, context]),
-            "raw": lambda x, context: raw(x, context, kernel),
-            "dense": lambda x, context: tf.multiply(self.dense_x(setup, x), dense(context)),
-        }
+        fns = self.forward_fns(setup)
         variables = {"layer": layer.hyper_kernel.value, "raw": kernel, "dense": dense.kernel.value}
         out: dict[str, Callable[[], Any]] = {}
         for impl, fn in fns.items():
