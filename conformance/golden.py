@@ -212,12 +212,13 @@ def check_catalogue(manifest: dict | None = None) -> None:
 
 
 def load_npz(path: str, manifest: dict | None = None) -> dict[str, np.ndarray]:
+    """A fixture's arrays, verified, widened from their stored dtypes to float64 (exactly)."""
     with np.load(io.BytesIO(verified_bytes(path, manifest)), allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+        return {name: data[name].astype(np.float64) for name in data.files}
 
 
 def load_case(case: cases.Case, manifest: dict | None = None) -> dict[str, np.ndarray]:
-    """A case's arrays as stored (in their carrier dtypes)."""
+    """A case's arrays (float64 values, each exactly representable in the case's dtype)."""
     return load_npz(f"cases/{case.id}.npz", manifest)
 
 

@@ -1,8 +1,7 @@
-"""Running the layer on stored data, eagerly, compiled and under autodiff: shared by the golden tests, the
-training test and the properties, so every one of them exercises the layer the same way.
+"""Running the layer on a golden case's stored arrays: eagerly, compiled and under autodiff.
 
-`LayerRunner` builds one layer per (dtype policy, shapes) and keeps the compiled functions it made, so a
-case that is checked eagerly, compiled and differentiated pays for building and compiling once.
+One layer is built per (dtype policy, shapes) and the compiled functions are kept, so a case that is checked
+eagerly, compiled and differentiated pays for building and compiling once.
 """
 
 from __future__ import annotations
@@ -33,12 +32,14 @@ def compiled_forward(dtype: str, x_shape: tuple, context_shape: tuple, context_d
     return compile_fn(functools.partial(_forward, layer))
 
 
+def _tensors(arrays: dict[str, np.ndarray], dtype: str, context_dtype: str | None, *names: str):
+    return [backend.tensor(arrays[n], (context_dtype or dtype) if n == "context" else dtype) for n in names]
+
+
 def run_case(arrays: dict[str, np.ndarray], dtype: str, mode: str, context_dtype: str | None = None):
     """The layer's output on a case's stored arrays: `mode` is "eager" (the layer's `__call__`, kernel
     assigned) or "jit" (the backend's compiler around `stateless_call`). Returns the backend tensor."""
-    x = backend.tensor(arrays["x"], dtype)
-    context = backend.tensor(arrays["context"], context_dtype or dtype)
-    kernel = backend.tensor(arrays["kernel"], dtype)
+    x, context, kernel = _tensors(arrays, dtype, context_dtype, "x", "context", "kernel")
     key = (dtype, tuple(x.shape), tuple(context.shape), context_dtype)
     if mode == "eager":
         layer = built_layer(*key)
@@ -50,10 +51,7 @@ def run_case(arrays: dict[str, np.ndarray], dtype: str, mode: str, context_dtype
 def gradients_case(arrays: dict[str, np.ndarray], dtype: str, context_dtype: str | None = None):
     """Gradients of `sum(cotangent * output)` w.r.t. (x, context, kernel) by the backend's autodiff
     (context omitted for integer contexts)."""
-    x = backend.tensor(arrays["x"], dtype)
-    context = backend.tensor(arrays["context"], context_dtype or dtype)
-    kernel = backend.tensor(arrays["kernel"], dtype)
-    g = backend.tensor(arrays["cotangent"], dtype)
+    x, context, kernel, g = _tensors(arrays, dtype, context_dtype, "x", "context", "kernel", "cotangent")
     layer = built_layer(dtype, tuple(x.shape), tuple(context.shape), context_dtype)
 
     if context_dtype is None:

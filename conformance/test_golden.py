@@ -10,11 +10,6 @@ from conformance import assertions, backend, cases, golden, runner, tolerance
 COMPILER_NAME, _ = backend.COMPILERS["jit"]
 
 
-def _load(case, manifest):
-    stored = golden.load_case(case, manifest)
-    return {name: value.astype(np.float64) for name, value in stored.items()}
-
-
 def _check_signed_zeros(actual, arrays, case):
     """Where x is ±0 and its weight finite and non-zero (or x finite non-zero and the weight ±0), IEEE fixes
     the sign of the product; the output's sign bit must match the oracle's."""
@@ -37,7 +32,7 @@ def _check_signed_zeros(actual, arrays, case):
 @pytest.mark.parametrize("mode", ["eager", "jit"], ids=["eager", COMPILER_NAME])
 @pytest.mark.parametrize("case", cases.CASES, ids=lambda c: c.id)
 def test_output(case, mode, golden_manifest, observer):
-    arrays = _load(case, golden_manifest)
+    arrays = golden.load_case(case, golden_manifest)
     out = runner.run_case(arrays, case.dtype, mode, case.context_dtype)
     actual = backend.to_numpy(out)
     observer.numeric(f"{case.id}/output/{mode}", actual, backend.dtype_of(out))
@@ -50,7 +45,7 @@ def test_output(case, mode, golden_manifest, observer):
 
 @pytest.mark.parametrize("case", cases.CASES, ids=lambda c: c.id)
 def test_gradients(case, golden_manifest, observer):
-    arrays = _load(case, golden_manifest)
+    arrays = golden.load_case(case, golden_manifest)
     grads = runner.gradients_case(arrays, case.dtype, case.context_dtype)
     atols = tolerance.gradient_atols(
         arrays["x"], arrays["context"], arrays["kernel"], arrays["cotangent"], case.dtype, backend.NAME
@@ -69,7 +64,7 @@ def test_subnormal_behaviour(dtype, golden_manifest):
     subnormal results survive (IEEE gradual underflow) or they are flushed to zero. The golden tolerance's
     underflow floor depends on it, so a change must be noticed here, not absorbed there."""
     case = cases.by_id(f"subnormal-{dtype}")
-    arrays = _load(case, golden_manifest)
+    arrays = golden.load_case(case, golden_manifest)
     actual = backend.to_numpy(runner.run_case(arrays, dtype, "eager"))
     expected = arrays["output"]
     subnormal = (expected != 0) & (np.abs(expected) < tolerance.TINY[dtype])
