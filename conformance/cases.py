@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import zlib
+from fractions import Fraction
 
 import numpy as np
 
@@ -46,32 +48,79 @@ class Case:
         return dataclasses.asdict(self)
 
 
-def _rng(case: Case) -> np.random.Generator:
-    return np.random.default_rng([SEED, zlib.crc32(case.id.encode())])
+class Draws:
+    """Random values drawn from the raw 64-bit words of a PCG64 stream, as exact dyadic rationals.
+
+    NumPy's `Generator` methods (`standard_normal`, `uniform`, `shuffle`, ...) may change their algorithms
+    between NumPy versions and call libm, so nothing here uses them: only `random_raw`, PCG64's output
+    words, whose stream NumPy keeps stable, and integer arithmetic. Each draw is an exact value (an
+    `oracle.Exact`) that the caller rounds once to the case's dtype.
+    """
+
+    def __init__(self, *key):
+        self._bits = np.random.PCG64(np.random.SeedSequence([SEED, *key]))
+
+    def raw(self, shape) -> np.ndarray:
+        return self._bits.random_raw(int(np.prod(shape, dtype=np.int64))).reshape(shape)
+
+    def unit(self, shape) -> oracle.Exact:
+        """Uniform on [0, 1): the top 53 bits of a word, times 2**-53."""
+        return oracle.Exact.of_ints(self.raw(shape) >> np.uint64(11), -53)
+
+    def uniform(self, low: float, high: float, shape) -> oracle.Exact:
+        """Uniform on [low, high): `low + (high - low) * unit`, exactly."""
+        low_ = oracle.Exact.of(np.full(shape, low))
+        return low_ + (oracle.Exact.of(np.full(shape, high)) - low_) * self.unit(shape)
+
+    def normal(self, shape) -> oracle.Exact:
+        """Mean 0, variance 1: the sum of three uniforms on [-1, 1) (Irwin-Hall), bounded by 3."""
+        words = (self.raw(tuple(shape) + (3,)) >> np.uint64(11)).astype(object)
+        return oracle.Exact.of_ints(words.sum(axis=-1) * 2 - 3 * 2**53, -53)
+
+    def signs(self, shape) -> np.ndarray:
+        return np.where(self.raw(shape) >> np.uint64(63), -1.0, 1.0)
+
+    def below(self, n: int, shape) -> np.ndarray:
+        """Integers in [0, n) (the word modulo n: a bias below 2**-50 for the small n used here)."""
+        return (self.raw(shape) % np.uint64(n)).astype(np.int64)
+
+    def permutation(self, n: int) -> np.ndarray:
+        return np.argsort(self.raw((n,)), kind="stable")
 
 
-def _normal(case, rng):
+def _draws(case: Case) -> Draws:
+    return Draws(zlib.crc32(case.id.encode()))
+
+
+def _glorot(draws: Draws, shape) -> oracle.Exact:
+    """glorot_uniform's distribution: uniform on [-limit, limit), limit = sqrt(6 / (fan_in + fan_out)) as
+    float64 computes it (`math.sqrt` is correctly rounded on every IEEE 754 machine)."""
+    limit = math.sqrt(6 / sum(shape))
+    return draws.uniform(-1.0, 1.0, shape) * oracle.Exact.of(np.full(shape, limit))
+
+
+def _normal(case, draws):
+    d = case.dtype
     return (
-        rng.standard_normal(case.x_shape),
-        rng.standard_normal(case.context_shape),
-        rng.uniform(-1, 1, case.kernel_shape) * np.sqrt(6 / sum(case.kernel_shape)),  # glorot_uniform's range
+        draws.normal(case.x_shape).round(d),
+        draws.normal(case.context_shape).round(d),
+        _glorot(draws, case.kernel_shape).round(d),
     )
 
 
-def _special_x(case, rng):
+def _special_x(case, draws):
     """x holds ±0, ±Inf and NaN among normal values; context and kernel are finite and non-zero."""
-    x, context, kernel = _normal(case, rng)
+    x, context, kernel = _normal(case, draws)
     specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan])
     flat = x.reshape(-1)
     flat[: 3 * len(specials)] = np.tile(specials, 3)
-    rng.shuffle(flat)
-    return flat.reshape(case.x_shape), context, kernel
+    return flat[draws.permutation(flat.size)].reshape(case.x_shape), context, kernel
 
 
-def _special_context(case, rng):
+def _special_context(case, draws):
     """NaN and ±Inf in the context (they spread along a row through the matmul), zeros in the kernel
     (so Inf * 0 makes NaN), and a row whose weights are exactly zero (x * 0 keeps x's sign of zero)."""
-    x, context, kernel = _normal(case, rng)
+    x, context, kernel = _normal(case, draws)
     context[0, 0] = np.nan
     context[1, 1] = np.inf
     context[2, 0] = -np.inf
@@ -80,30 +129,41 @@ def _special_context(case, rng):
     return x, context, kernel
 
 
-def _subnormal(case, rng):
+def _subnormal(case, draws):
     """Results in the subnormal range: tiny x times weights near 1 (and subnormal x themselves)."""
-    tiny = 2.0 ** oracle.FORMATS[case.dtype][1]  # the smallest normal value
-    x = rng.uniform(0.01, 4.0, case.x_shape) * tiny * rng.choice([-1.0, 1.0], case.x_shape)
-    context = np.abs(rng.standard_normal(case.context_shape)) + 0.5
-    kernel = rng.uniform(0.1, 1.0, case.kernel_shape) / case.context_dim
-    return x, context, kernel
+    d, min_exp = case.dtype, oracle.FORMATS[case.dtype][1]
+    # x in +-[0.01, 4) * tiny, tiny = 2**min_exp the smallest normal value
+    x = (draws.uniform(0.01, 4.0, case.x_shape) * oracle.Exact.of(draws.signs(case.x_shape))).scale(min_exp)
+    context = draws.normal(case.context_shape).abs() + oracle.Exact.of(np.full(case.context_shape, 0.5))
+    # kernel in [0.1, 1) / context_dim; context_dim is a power of two, so the division is exact
+    if case.context_dim & (case.context_dim - 1):
+        raise ValueError("a subnormal case's context_dim must be a power of two")
+    kernel = draws.uniform(0.1, 1.0, case.kernel_shape).scale(-(case.context_dim.bit_length() - 1))
+    return x.round(d), context.round(d), kernel.round(d)
 
 
-def _near_overflow(case, rng):
+def _near_overflow(case, draws):
     """Outputs up to about 0.9 of the dtype's largest value, with all-positive sums (no partial overflow),
-    plus one entry whose exact result exceeds the largest value and must round to +Inf."""
-    largest = oracle.FORMATS[case.dtype][2]
-    context = rng.uniform(0.5, 1.0, case.context_shape)
-    kernel = rng.uniform(0.5, 1.0, case.kernel_shape)
-    weights = context @ kernel
-    x = rng.uniform(0.3, 0.9, case.x_shape) * largest / weights.max()
-    x[0, 0] = 2.0 * largest / weights[0, 0]
+    plus one entry, x = the largest value, whose weight exceeds 1, so that its exact result rounds to +Inf."""
+    d, largest = case.dtype, oracle.FORMATS[case.dtype][2]
+    context = draws.uniform(0.5, 1.0, case.context_shape).round(d)
+    kernel = draws.uniform(0.5, 1.0, case.kernel_shape).round(d)
+    weights = oracle.exact_forward(np.ones(case.x_shape), context, kernel)  # context @ kernel, exactly
+    w_max = max(Fraction(int(n)) * Fraction(2) ** weights.e for n in weights.n.ravel())
+    u = draws.uniform(0.3, 0.9, case.x_shape)
+    scale = Fraction(largest) / w_max
+    x = np.array([
+        oracle.round_ratio(*(Fraction(int(n)) * Fraction(2) ** u.e * scale).as_integer_ratio(), d) for n in u.n.ravel()
+    ]).reshape(case.x_shape)
+    x[0, 0] = largest
+    if math.isfinite(oracle.forward(x[:1, :1], context[:1], kernel[:, :1], d)[0, 0]):
+        raise ValueError("the overflowing entry of a near-overflow case must round to +Inf")
     return x, context, kernel
 
 
-def _one_hot(case, rng):
-    x, _, kernel = _normal(case, rng)
-    context = np.eye(case.context_dim)[rng.integers(0, case.context_dim, case.context_shape[:-1])]
+def _one_hot(case, draws):
+    x, _, kernel = _normal(case, draws)
+    context = np.eye(case.context_dim)[draws.below(case.context_dim, case.context_shape[:-1])]
     return x, context, kernel
 
 
@@ -117,21 +177,21 @@ RECIPES = {
 }
 
 
+def output_shape(x_shape, context_shape) -> tuple:
+    """The layer's output shape: x's and the context's leading dims broadcast (a rank-2 context applies
+    at every position of x), then input_dim."""
+    lead = np.broadcast_shapes(
+        tuple(x_shape[:-1]), tuple(context_shape[:-1]) + (1,) * (len(x_shape) - len(context_shape))
+    )
+    return tuple(int(n) for n in lead) + (int(x_shape[-1]),)
+
+
 def make_inputs(case: Case) -> dict[str, np.ndarray]:
     """The case's inputs as float64 arrays holding values exactly representable in the case's dtype."""
-    rng = _rng(case)
-    x, context, kernel = RECIPES[case.values](case, rng)
-    out_shape = np.broadcast_shapes(
-        case.x_shape[:-1],
-        case.context_shape[:-1] + (1,) * (len(case.x_shape) - len(case.context_shape)),
-    ) + (case.input_dim,)
-    cotangent = rng.uniform(-1.0, 1.0, out_shape)
-    return {
-        "x": oracle.round_to(x, case.dtype),
-        "context": oracle.round_to(context, case.dtype),
-        "kernel": oracle.round_to(kernel, case.dtype),
-        "cotangent": oracle.round_to(cotangent, case.dtype),
-    }
+    draws = _draws(case)
+    x, context, kernel = RECIPES[case.values](case, draws)
+    cotangent = draws.uniform(-1.0, 1.0, output_shape(case.x_shape, case.context_shape)).round(case.dtype)
+    return {"x": x, "context": context, "kernel": kernel, "cotangent": cotangent}
 
 
 def _c(id, x, c, dtype="float32", values="normal", context_dtype=None):
@@ -212,13 +272,15 @@ TRAINING = TrainingCase()
 
 
 def make_training_inputs(case: TrainingCase = TRAINING) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng([SEED, zlib.crc32(b"training")])
-    x = rng.standard_normal((case.batch, case.input_dim))
-    context = rng.standard_normal((case.batch, case.context_dim))
-    kernel = rng.uniform(-1, 1, (case.context_dim, case.input_dim)) * np.sqrt(6 / (case.context_dim + case.input_dim))
-    w = rng.uniform(-1, 1, (case.input_dim, 1)) * np.sqrt(6 / (case.input_dim + 1))
-    # A target the model can fit: a different "true" kernel and head, plus noise.
-    y = (x * (context @ rng.standard_normal(kernel.shape))) @ rng.standard_normal(w.shape)
-    y += 0.1 * rng.standard_normal(y.shape)
-    arrays = {"x": x, "context": context, "y": y, "kernel": kernel, "w": w}
-    return {name: oracle.round_to(value, case.dtype) for name, value in arrays.items()}
+    """The training run's data and initial weights, each drawn exactly and rounded once to the dtype."""
+    draws, d = Draws(zlib.crc32(b"training")), case.dtype
+    x = draws.normal((case.batch, case.input_dim)).round(d)
+    context = draws.normal((case.batch, case.context_dim)).round(d)
+    kernel = _glorot(draws, (case.context_dim, case.input_dim)).round(d)
+    w = _glorot(draws, (case.input_dim, 1)).round(d)
+    # A target the model can fit: a different "true" kernel and head, plus noise of standard deviation 1/8.
+    true_kernel = draws.normal(kernel.shape).round(d)
+    true_w = draws.normal(w.shape).round(d)
+    hidden = oracle.exact_forward(x, context, true_kernel)
+    y = hidden.matmul(oracle.Exact.of(true_w)) + draws.normal((case.batch, 1)).scale(-3)
+    return {"x": x, "context": context, "y": y.round(d), "kernel": kernel, "w": w}

@@ -11,6 +11,10 @@ from hypothesis import HealthCheck, Phase, Verbosity, settings
 
 from conformance import backend, observed, target
 
+# Backend-independent (NumPy only): the `golden_check` session runs these once, with `pytest --noconftest`,
+# instead of every backend session building the oracle data again.
+collect_ignore = ["test_oracle.py", "test_fixtures.py"]
+
 # Hypothesis profiles. `ci` is derandomized (the same examples every run, so CI is reproducible and a red
 # run can be replayed); `dev` is random, as a developer wants; `thorough` is long and random, run by hand.
 # deadline=None everywhere: the first example of every new shape compiles (JAX, TF), far past 200 ms.
@@ -21,6 +25,17 @@ settings.register_profile(
     "thorough", max_examples=500, phases=list(Phase), verbosity=Verbosity.normal, **_common
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_sessionstart(session):
+    """A missing, unreadable or stale manifest makes every golden test meaningless: say so once, with the
+    fix, and stop, instead of failing each of a few hundred tests with the same message."""
+    from conformance import golden
+
+    try:
+        golden.check_catalogue(golden.read_manifest())
+    except golden.GoldenError as exc:
+        pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def pytest_report_header(config):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -27,34 +28,52 @@ import numpy as np
 
 from conformance import bad_inputs, cases, oracle, tolerance
 
-ROOT = Path(__file__).resolve().parents[1] / "golden"
+# HYPERZZW_GOLDEN points the suite at another copy of golden/ (the suite's own tests use it on damaged copies).
+ROOT = Path(os.environ.get("HYPERZZW_GOLDEN") or Path(__file__).resolve().parents[1] / "golden")
 MANIFEST = ROOT / "manifest.json"
 REGENERATE = "nox -t golden  (or: python scripts/regenerate_golden.py, with a Keras backend installed)"
 QUANTITIES = ("output", "dx", "dcontext", "dkernel")
 
 
+RESTORE = "git checkout -- golden/"
+
+
 class GoldenError(Exception):
-    """The stored fixtures are missing, corrupted or stale."""
+    """The stored fixtures are damaged (bytes not what the manifest says) or stale (not what the oracle and
+    the case catalogue give today)."""
 
 
-def _fail(path: Path | str, what: str) -> GoldenError:
-    return GoldenError(f"golden fixture {path}: {what}. Regenerate with: {REGENERATE}")
+def _damaged(path: Path | str, what: str) -> GoldenError:
+    """A file whose bytes are not the ones golden/ was written with: restore it, don't regenerate."""
+    return GoldenError(
+        f"golden fixture {path} is damaged: {what}. Restore the committed fixtures with: {RESTORE}"
+        " (regenerate only if you changed the oracle or the case catalogue on purpose)"
+    )
+
+
+def _stale(path: Path | str, what: str) -> GoldenError:
+    """Intact fixtures that no longer match the oracle or the catalogue: regenerate, review, commit."""
+    return GoldenError(
+        f"golden fixture {path} is stale: {what}. Regenerate with: {REGENERATE}, review the printed drift, "
+        "and commit golden/"
+    )
 
 
 # --- computing ---------------------------------------------------------------------------------------------
 
 
 def compute_case(case: cases.Case) -> dict[str, np.ndarray]:
-    """The case's stored arrays (float64 values, each exactly representable in its stored dtype)."""
+    """The case's stored arrays (float64 values, each exactly representable in its stored dtype): the
+    inputs, and the oracle's exact output and gradients, each rounded once to the case's dtype."""
     inputs = cases.make_inputs(case)
     x, context, kernel, g = inputs["x"], inputs["context"], inputs["kernel"], inputs["cotangent"]
-    dx, dcontext, dkernel = oracle.gradients(x, context, kernel, g)
+    dx, dcontext, dkernel = oracle.gradients(x, context, kernel, g, case.dtype)
     arrays = dict(inputs)
-    arrays["output"] = oracle.round_to(oracle.forward(x, context, kernel), case.dtype)
-    arrays["dx"] = oracle.round_to(dx, case.dtype)
-    arrays["dkernel"] = oracle.round_to(dkernel, case.dtype)
+    arrays["output"] = oracle.forward(x, context, kernel, case.dtype)
+    arrays["dx"] = dx
+    arrays["dkernel"] = dkernel
     if case.context_dtype is None:  # an integer context has no gradient
-        arrays["dcontext"] = oracle.round_to(dcontext, case.dtype)
+        arrays["dcontext"] = dcontext
     return arrays
 
 
@@ -66,19 +85,32 @@ def carriers(case: cases.Case, arrays: dict[str, np.ndarray]) -> dict[str, np.nd
     return out
 
 
+TRAINING_ARRAYS = ("x", "context", "y", "kernels", "ws", "losses", "loss_atol", "kernel_atol", "w_atol")
+
+
 def compute_training() -> dict[str, np.ndarray]:
+    """The training run's reference: from the stored state `(kernels[k], ws[k])` one exact SGD step gives
+    `losses[k]` and `(kernels[k + 1], ws[k + 1])`, each rounded once to float32, with the per-step bounds
+    of `oracle.sgd_step`. Every step starts from the stored (rounded) state, so errors do not compound."""
     t = cases.TRAINING
     data = cases.make_training_inputs(t)
-    args = (data["x"], data["context"], data["y"], data["kernel"], data["w"], t.learning_rate, t.steps)
-    losses, kernel, w = oracle.train_sgd(*args)
-    loss_atol, weight_atol = oracle.train_sgd_error_bounds(*args, unit_roundoff=tolerance.UNIT_ROUNDOFF[t.dtype])
+    carrier = oracle.CARRIERS[t.dtype]
+    kernels, ws, steps = [data["kernel"]], [data["w"]], []
+    for _ in range(t.steps):
+        step = oracle.sgd_step(data["x"], data["context"], data["y"], kernels[-1], ws[-1], t.learning_rate, t.dtype)
+        kernels.append(step["kernel"])
+        ws.append(step["w"])
+        steps.append(step)
     return {
-        **data,
-        "losses": losses,
-        "final_kernel": kernel,
-        "final_w": w,
-        "loss_atol": loss_atol,
-        "weight_atol": np.asarray(weight_atol),
+        "x": data["x"].astype(carrier),
+        "context": data["context"].astype(carrier),
+        "y": data["y"].astype(carrier),
+        "kernels": np.stack(kernels).astype(carrier),
+        "ws": np.stack(ws).astype(carrier),
+        "losses": np.array([s["loss"] for s in steps]).astype(carrier),
+        "loss_atol": np.array([s["loss_atol"] for s in steps], dtype=np.float64),
+        "kernel_atol": np.stack([s["kernel_atol"] for s in steps]),
+        "w_atol": np.stack([s["w_atol"] for s in steps]),
     }
 
 
@@ -89,7 +121,8 @@ def tolerance_summary(case: cases.Case, arrays: dict[str, np.ndarray]) -> dict:
     atols["output"] = tolerance.forward_atol(x, context, kernel, case.dtype)
     lengths = tolerance.reduction_lengths(x.shape, context.shape, kernel.shape)
     return {
-        "rule": "atol = gamma(n + 2) * M elementwise; gamma(n) = n*u/(1-n*u), u = eps/2; M = the oracle on |inputs|",
+        "rule": "atol = gamma(n + 2) * M elementwise; gamma(n) = n*u/(1-n*u), u = eps/2; M = the formula on |inputs|"
+        " (plus the underflow floor, which depends on the backend; see conformance/tolerance.py)",
         "unit_roundoff": tolerance.UNIT_ROUNDOFF[case.dtype],
         "n": lengths,
         "max_atol": {
@@ -104,12 +137,13 @@ def tolerance_summary(case: cases.Case, arrays: dict[str, np.ndarray]) -> dict:
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """A deterministic .npz (fixed timestamps, sorted names), so unchanged data gives unchanged bytes."""
+    """A deterministic .npz (fixed timestamps, sorted names, no compression: zlib implementations such as
+    zlib-ng compress the same data to different bytes), so unchanged data gives unchanged bytes anywhere."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for name in sorted(arrays):
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED
             with archive.open(info, "w") as handle:
                 np.lib.format.write_array(handle, np.array(arrays[name], order="C"), allow_pickle=False)
     return buffer.getvalue()
@@ -137,25 +171,37 @@ def build() -> tuple[dict[str, bytes], dict]:
     files["errors.json"] = (json.dumps(bad_inputs.expected_pairs(), indent=1, sort_keys=True) + "\n").encode()
     manifest = {
         "generator": "scripts/regenerate_golden.py",
-        "oracle": "conformance.oracle: float64 NumPy, rounded to each case's dtype (round to nearest even)",
+        "oracle": "conformance.oracle: exact rational arithmetic (Python integers), each value rounded once to the"
+        " case's dtype, to nearest, ties to even; no BLAS, LAPACK or libm, so no machine or library version"
+        " changes a byte",
+        "inputs": "conformance.cases.Draws: raw PCG64 words (seed below, and a CRC-32 of the case id), integer"
+        " arithmetic, rounded once to the case's dtype",
         "errors": "conformance.bad_inputs.CATALOGUE (the hand-written specification of every error)",
-        "numpy": np.__version__,
         "seed": cases.SEED,
         "catalogue_sha256": cases.catalogue_hash(),
         "cases": manifest_cases,
-        "training": {"file": "training.npz", "definition": cases.TRAINING.definition()},
+        "training": {
+            "file": "training.npz",
+            "definition": cases.TRAINING.definition(),
+            "rule": "per step k: from (kernels[k], ws[k]) one exact SGD step, rounded once to float32, gives"
+            " losses[k], kernels[k + 1], ws[k + 1]; loss_atol, kernel_atol, w_atol bound a correct float32"
+            " step (conformance.oracle.sgd_step)",
+        },
         "sha256": {path: sha256(data) for path, data in sorted(files.items())},
     }
-    return files, manifest
+    return files, json.loads(json.dumps(manifest))  # as stored: tuples become lists
 
 
 def read_manifest() -> dict:
     if not MANIFEST.is_file():
-        raise _fail(MANIFEST, "missing")
+        raise _damaged(MANIFEST, "missing")
     try:
-        return json.loads(MANIFEST.read_text())
-    except json.JSONDecodeError as exc:
-        raise _fail(MANIFEST, f"not valid JSON ({exc})") from None
+        manifest = json.loads(MANIFEST.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _damaged(MANIFEST, f"not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), dict):
+        raise _damaged(MANIFEST, "it has no sha256 table")
+    return manifest
 
 
 def write(files: dict[str, bytes], manifest: dict) -> None:
@@ -170,20 +216,57 @@ def write(files: dict[str, bytes], manifest: dict) -> None:
     for path, data in files.items():
         target = ROOT / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        if not target.is_file() or target.read_bytes() != data:
+            target.write_bytes(data)
     manifest = dict(manifest)
-    manifest["sha256"] = {**manifest["sha256"], **old_keras}
-    MANIFEST.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    manifest["sha256"] = dict(sorted({**manifest["sha256"], **old_keras}.items()))
+    text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    if not MANIFEST.is_file() or MANIFEST.read_text() != text:
+        MANIFEST.write_text(text)
 
 
-def record_keras_file(path: str, data: bytes) -> None:
-    """Writes one backend's `.keras` file and records its checksum in the manifest."""
+def keras_file_content(data: bytes) -> dict:
+    """What a `.keras` file holds, without what changes on every save (`date_saved`, zip timestamps): the
+    config, the rest of the metadata, and every weight array's dtype, shape and bytes."""
+    import h5py
+
+    content = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for name in sorted(archive.namelist()):
+            blob = archive.read(name)
+            if name == "metadata.json":
+                metadata = json.loads(blob)
+                metadata.pop("date_saved", None)
+                content[name] = metadata
+            elif name.endswith(".json"):
+                content[name] = json.loads(blob)
+            elif name.endswith(".h5"):
+                arrays = {}
+                with h5py.File(io.BytesIO(blob), "r") as weights:
+                    weights.visititems(
+                        lambda key, item: arrays.__setitem__(key, (str(item.dtype), item.shape, item[()].tobytes()))
+                        if isinstance(item, h5py.Dataset) else None
+                    )
+                content[name] = arrays
+            else:
+                content[name] = blob
+    return content
+
+
+def record_keras_file(path: str, data: bytes) -> bool:
+    """Writes one backend's `.keras` file and records its checksum in the manifest, unless the stored file
+    (intact) already holds the same content; returns whether it wrote. So regenerating twice changes no byte."""
+    full = ROOT / path
+    manifest = read_manifest()
+    if full.is_file() and manifest["sha256"].get(path) == sha256(full.read_bytes()):
+        if keras_file_content(full.read_bytes()) == keras_file_content(data):
+            return False
     (ROOT / path).parent.mkdir(parents=True, exist_ok=True)
     (ROOT / path).write_bytes(data)
-    manifest = read_manifest()
     manifest["sha256"][path] = sha256(data)
     manifest["sha256"] = dict(sorted(manifest["sha256"].items()))
     MANIFEST.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return True
 
 
 # --- reading -----------------------------------------------------------------------------------------------
@@ -195,12 +278,12 @@ def verified_bytes(path: str, manifest: dict | None = None) -> bytes:
     expected = manifest["sha256"].get(path)
     full = ROOT / path
     if expected is None:
-        raise _fail(full, "not listed in golden/manifest.json")
+        raise _damaged(full, "not listed in golden/manifest.json")
     if not full.is_file():
-        raise _fail(full, "missing")
+        raise _damaged(full, "missing")
     data = full.read_bytes()
     if sha256(data) != expected:
-        raise _fail(full, f"checksum mismatch (sha256 {sha256(data)[:12]}..., manifest says {expected[:12]}...)")
+        raise _damaged(full, f"checksum mismatch (sha256 {sha256(data)[:12]}..., manifest says {expected[:12]}...)")
     return data
 
 
@@ -208,7 +291,7 @@ def check_catalogue(manifest: dict | None = None) -> None:
     """Fails when the case catalogue changed but the fixtures were not regenerated."""
     manifest = manifest or read_manifest()
     if manifest.get("catalogue_sha256") != cases.catalogue_hash():
-        raise _fail(MANIFEST, "the case catalogue (conformance/cases.py) changed since the fixtures were generated")
+        raise _stale(MANIFEST, "the case catalogue (conformance/cases.py) changed since the fixtures were generated")
 
 
 def load_npz(path: str, manifest: dict | None = None) -> dict[str, np.ndarray]:
@@ -272,8 +355,32 @@ def differences(files: dict[str, bytes], manifest: dict) -> list[str]:
                     diff = np.nanmax(np.abs(np.where(same, 0.0, a64 - b64)))
                 details.append(f"{name}: {int((~same).sum())} values differ, largest |diff| {diff:.3g}")
         lines.append(f"changed  {path}: " + ("; ".join(details) or "same values, different bytes"))
-    if old_manifest.get("catalogue_sha256") != manifest["catalogue_sha256"]:
-        lines.append("changed  manifest.json: the case catalogue hash")
+    lines.extend(manifest_differences(old_manifest, manifest))
+    return lines
+
+
+def _without_keras(manifest: dict) -> dict:
+    out = dict(manifest)
+    out["sha256"] = {p: s for p, s in manifest.get("sha256", {}).items() if not p.startswith("keras/")}
+    return out
+
+
+def manifest_differences(old: dict, new: dict) -> list[str]:
+    """Every field of the regenerated manifest that the stored one does not hold identically (the `.keras`
+    checksums aside: those files are written by the backends, not the oracle)."""
+    old, new = _without_keras(old), _without_keras(new)
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        if key == "cases" and isinstance(old.get(key), dict):
+            for case_id in sorted(set(old[key]) | set(new[key])):
+                if old[key].get(case_id) != new[key].get(case_id):
+                    fields = sorted(
+                        f for f in set(old[key].get(case_id) or {}) | set(new[key].get(case_id) or {})
+                        if (old[key].get(case_id) or {}).get(f) != (new[key].get(case_id) or {}).get(f)
+                    )
+                    lines.append(f"changed  manifest.json: cases/{case_id}: {', '.join(fields) or 'added/removed'}")
+        elif old.get(key) != new.get(key):
+            lines.append(f"changed  manifest.json: {key}")
     return lines
 
 

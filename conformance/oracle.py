@@ -1,13 +1,31 @@
-"""The float64 NumPy oracle: what `HyperZZWOperator` computes, written independently of Keras.
+"""The oracle: what `HyperZZWOperator` computes, exactly, written independently of Keras.
 
 `forward` is the definition, `output = x * (context @ hyper_kernel)`, with the layer's broadcast rule: a
 rank-2 context `(batch, context_dim)` applies to every position of a rank-N `x`; a rank-N context broadcasts
-against `x` by NumPy rules. `gradients` is the analytic gradient of the scalar loss
-`sum(cotangent * output)`. `round_to` rounds float64 values to a floating dtype (round to nearest even,
-with subnormals and overflow to infinity), including bfloat16, which NumPy does not have.
+against `x` by NumPy rules. `gradients` is the analytic gradient of the scalar loss `sum(cotangent * output)`:
+`dx = g * (c @ K)`, `dc = (g * x) @ K.T`, `dK = c.T @ (g * x)`, each summed over the axes it was broadcast on.
+
+What "exact" means here. Every result is the exact mathematical value of that formula on the (floating
+point, hence rational) inputs, rounded once to the requested dtype, to nearest with ties to even, with
+subnormals and overflow to infinity as IEEE 754 rounds. The arithmetic is done in Python integers: every
+finite input is `N * 2**E` with integer `N`, so sums and products of them are exact, and only the final
+rounding (`_round_dyadic`, integer shifts) loses anything. No BLAS, LAPACK, SIMD reduction or libm call
+touches a value, so the result is the same bytes on any CPU, OpenBLAS kernel, thread count, NumPy 2.x
+version and architecture (`test_oracle.py` regenerates it under several kernels and thread counts).
+
+Non-finite values follow IEEE 754: a NaN operand gives NaN, `inf * 0` and `inf - inf` give NaN, otherwise
+an infinity wins with its sign. They are tracked per element as a "class" (the sign of a finite value, or
+the non-finite value itself), combined by the same rules, and never mixed with the exact part. Zeros carry
+their sign: a product's is the exclusive-or of its factors', a sum that is exactly zero is -0 only when every
+term is -0 (IEEE 754's rule for `x + y`, whatever the order of the additions), and +0 otherwise.
+
+`round_to` rounds float64 values to a floating dtype (the same rounding, for values already in float64),
+including bfloat16, which NumPy does not have.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -16,7 +34,7 @@ FORMATS = {
     "float16": (10, -14, 65504.0),
     "bfloat16": (7, -126, float.fromhex("0x1.fep127")),
     "float32": (23, -126, float.fromhex("0x1.fffffep127")),
-    "float64": (52, -1022, np.finfo(np.float64).max),
+    "float64": (52, -1022, float.fromhex("0x1.fffffffffffffp1023")),
 }
 # The NumPy dtype that holds each dtype's values exactly (bfloat16 values are all float32 values).
 CARRIERS = {"float16": np.float16, "bfloat16": np.float32, "float32": np.float32, "float64": np.float64}
@@ -42,111 +60,307 @@ def round_to(values, dtype: str) -> np.ndarray:
     return out
 
 
-def _context_weights(context: np.ndarray, kernel: np.ndarray, x_ndim: int) -> np.ndarray:
-    weights = context @ kernel
-    if context.ndim == 2 and x_ndim > 2:
-        weights = weights.reshape(weights.shape[:1] + (1,) * (x_ndim - 2) + weights.shape[1:])
+def round_ratio(num: int, den: int, dtype: str, upward: bool = False) -> float:
+    """The rational `num / den` (Python ints, `den > 0`, `num != 0`) rounded once to `dtype`: to nearest,
+    ties to even, or toward +Inf; subnormal results are rounded at the subnormal spacing, and values past
+    the largest finite one become infinite, as IEEE 754 rounds."""
+    mantissa, min_exp, largest = FORMATS[dtype]
+    a = -num if num < 0 else num
+    # top = floor(log2(a / den)): the value lies in [2**top, 2**(top + 1)).
+    top = a.bit_length() - den.bit_length()
+    if (a << max(-top, 0)) < (den << max(top, 0)):
+        top -= 1
+    q = max(top, min_exp) - mantissa  # the dtype's spacing there is 2**q
+    m, rest = divmod(a, den << q) if q >= 0 else divmod(a << -q, den)
+    divisor = den << q if q >= 0 else den
+    if upward:
+        m += num > 0 and rest > 0
+    elif 2 * rest > divisor or (2 * rest == divisor and m & 1):
+        m += 1
+    # m <= 2**(mantissa + 1), so m and m * 2**q are exact in float64 (q >= the float64 subnormal exponent).
+    try:
+        value = math.ldexp(m, q)
+    except OverflowError:
+        value = math.inf
+    if value > largest:
+        value = math.inf
+    return -value if num < 0 else value
+
+
+def _round_dyadic(n: int, e: int, dtype: str, upward: bool = False) -> float:
+    """`n * 2**e` (n a non-zero Python int) rounded once to `dtype` (see `round_ratio`)."""
+    return round_ratio(n << e, 1, dtype, upward) if e >= 0 else round_ratio(n, 1 << -e, dtype, upward)
+
+
+def _objects(value) -> np.ndarray:
+    """An object array of Python ints (NumPy returns a bare int from 0-d object arithmetic)."""
+    if isinstance(value, np.ndarray):
+        return value
+    out = np.empty((), dtype=object)
+    out[()] = value
+    return out
+
+
+class Exact:
+    """An array of exact values: `n * 2**e` (n an object array of Python ints, e one int for the array),
+    with IEEE 754's non-finite classes and signed zeros tracked beside it (see the module docstring)."""
+
+    __slots__ = ("n", "e", "cls", "negzero")
+
+    def __init__(self, n: np.ndarray, e: int, cls: np.ndarray, negzero: np.ndarray):
+        self.n, self.e, self.cls, self.negzero = n, e, cls, negzero
+
+    @classmethod
+    def of(cls, values) -> "Exact":
+        """The exact value of every element of a float array (any float dtype; NaN and ±Inf allowed)."""
+        values = np.asarray(values, dtype=np.float64)
+        finite = np.isfinite(values)
+        nonzero = finite & (values != 0)
+        mant, expo = np.frexp(np.where(nonzero, values, 0.0))  # exact: values = mant * 2**expo
+        ints = np.ldexp(mant, 53).astype(np.int64)  # exact: |mant| < 1, 53 significant bits at most
+        e = int((expo[nonzero] - 53).min()) if nonzero.any() else 0
+        shifts = np.where(nonzero, expo - 53, e).astype(np.int64)
+        n = np.left_shift(ints.astype(object), (shifts - e).astype(object))
+        n[~nonzero] = 0
+        return cls(n.astype(object), e, np.where(finite, 0.0, values), finite & (values == 0) & np.signbit(values))
+
+    @classmethod
+    def of_ints(cls, ints, e: int = 0) -> "Exact":
+        """`ints * 2**e` for an integer array."""
+        n = np.asarray(ints).astype(object)
+        return cls(n, e, np.zeros(n.shape), np.zeros(n.shape, dtype=bool))
+
+    @property
+    def shape(self) -> tuple:
+        return self.n.shape
+
+    @property
+    def finite(self) -> np.ndarray:
+        return np.isfinite(self.cls)
+
+    def _sign_class(self) -> np.ndarray:
+        """The class used by IEEE's rules: -1, 0 or 1 for finite values, the value itself otherwise."""
+        sign = (self.n > 0).astype(np.float64) - (self.n < 0).astype(np.float64)
+        return np.where(self.finite, sign, self.cls)
+
+    def _negative(self) -> np.ndarray:
+        """The sign bit of each finite value (zeros included)."""
+        return (self.n < 0) | ((self.n == 0) & self.negzero)
+
+    def __getitem__(self, index) -> "Exact":
+        return Exact(self.n[index], self.e, self.cls[index], self.negzero[index])
+
+    def reshape(self, shape) -> "Exact":
+        return Exact(self.n.reshape(shape), self.e, self.cls.reshape(shape), self.negzero.reshape(shape))
+
+    def transpose(self, *axes) -> "Exact":
+        return Exact(self.n.transpose(*axes), self.e, self.cls.transpose(*axes), self.negzero.transpose(*axes))
+
+    def __neg__(self) -> "Exact":
+        return Exact(-self.n, self.e, -self.cls, self.finite & (self.n == 0) & ~self.negzero)
+
+    def abs(self) -> "Exact":
+        return Exact(np.abs(self.n), self.e, np.abs(self.cls), np.zeros(self.shape, dtype=bool))
+
+    def scale(self, power_of_two: int) -> "Exact":
+        """Multiplies by 2**power_of_two, exactly."""
+        return Exact(self.n, self.e + power_of_two, self.cls, self.negzero)
+
+    def __mul__(self, other: "Exact") -> "Exact":
+        with np.errstate(invalid="ignore"):  # IEEE: nan * any = nan, inf * 0 = nan, inf * -1 = -inf
+            cls = self._sign_class() * other._sign_class()
+        finite = np.isfinite(cls)
+        n = np.where(finite, _objects(self.n * other.n), 0).astype(object)
+        negzero = finite & (n == 0) & (self._negative() ^ other._negative())
+        return Exact(n, self.e + other.e, np.where(finite, 0.0, cls), negzero)
+
+    def __add__(self, other: "Exact") -> "Exact":
+        e = min(self.e, other.e)
+        a = np.left_shift(self.n, self.e - e) if self.e > e else self.n
+        b = np.left_shift(other.n, other.e - e) if other.e > e else other.n
+        with np.errstate(invalid="ignore"):  # inf - inf = nan; the value of finite classes is unused
+            cls = self._sign_class() + other._sign_class()
+        finite = np.isfinite(cls)
+        n = np.where(finite, _objects(a + b), 0).astype(object)
+        negzero = finite & (n == 0) & (self.negzero & (self.n == 0)) & (other.negzero & (other.n == 0))
+        return Exact(n, e, np.where(finite, 0.0, cls), negzero)
+
+    def __sub__(self, other: "Exact") -> "Exact":
+        return self + (-other)
+
+    def sum(self, axis, keepdims: bool = False) -> "Exact":
+        """The exact sum over `axis` (an int or a tuple); an empty sum is +0."""
+        axis = axis if isinstance(axis, tuple) else (axis,)
+        axis = tuple(a % max(len(self.shape), 1) for a in axis)
+        # The class of a sum: finite classes add to a finite number; nan or inf - inf give nan; else the inf.
+        with np.errstate(invalid="ignore"):
+            cls = np.sum(self._sign_class(), axis=axis, keepdims=keepdims)
+        finite = np.isfinite(cls)
+        n = np.sum(np.where(self.finite, self.n, 0).astype(object), axis=axis, keepdims=keepdims)
+        n = np.where(finite, _objects(n), 0).astype(object)
+        count = math.prod(self.shape[a] for a in axis)
+        all_negzero = np.all(self.finite & (self.n == 0) & self.negzero, axis=axis, keepdims=keepdims)
+        negzero = finite & (n == 0) & all_negzero & (count > 0)
+        return Exact(n, self.e, np.where(finite, 0.0, cls), negzero)
+
+    def matmul(self, other: "Exact") -> "Exact":
+        """`self @ other` for `self` of shape (..., m, k) and `other` of shape (k, n)."""
+        return (self._expand(-1) * other._expand(-3)).sum(-2)
+
+    def _expand(self, axis: int) -> "Exact":
+        return Exact(np.expand_dims(self.n, axis), self.e, np.expand_dims(self.cls, axis),
+                     np.expand_dims(self.negzero, axis))
+
+    def broadcast_to(self, shape) -> "Exact":
+        return Exact(np.broadcast_to(self.n, shape), self.e, np.broadcast_to(self.cls, shape),
+                     np.broadcast_to(self.negzero, shape))
+
+    def round(self, dtype: str = "float64", upward: bool = False) -> np.ndarray:
+        """Every element rounded once to `dtype` (returned as float64, which holds it exactly): to nearest,
+        ties to even, or with `upward` toward +Inf (for magnitudes that must bound an error from above)."""
+        flat_n, flat_cls, flat_neg = self.n.ravel(), self.cls.ravel(), self.negzero.ravel()
+        out = np.empty(flat_n.shape, dtype=np.float64)
+        for i, (n, c) in enumerate(zip(flat_n, flat_cls)):
+            if math.isnan(c):  # one NaN for all: x86 makes inf * 0 a NaN with the sign bit set, ARM without
+                out[i] = math.nan
+            elif c != 0:  # an infinity
+                out[i] = c
+            elif n == 0:
+                out[i] = -0.0 if flat_neg[i] else 0.0
+            else:
+                out[i] = _round_dyadic(int(n), self.e, dtype, upward)
+        return out.reshape(self.shape)
+
+
+def _broadcast_weights(weights: Exact, x_ndim: int) -> Exact:
+    """`context @ kernel` in x's layout: a rank-2 context's row applies at every position of x."""
+    if len(weights.shape) == 2 and x_ndim > 2:
+        return weights.reshape(weights.shape[:1] + (1,) * (x_ndim - 2) + weights.shape[1:])
     return weights
 
 
-def forward(x, context, kernel) -> np.ndarray:
-    """`x * (context @ kernel)` in float64, with the layer's broadcast rule."""
-    x, context, kernel = (np.asarray(a, dtype=np.float64) for a in (x, context, kernel))
-    with np.errstate(all="ignore"):  # IEEE semantics are the point: inf * 0 is NaN, and so on
-        return x * _context_weights(context, kernel, x.ndim)
-
-
-def _sum_to(array: np.ndarray, shape: tuple) -> np.ndarray:
+def _sum_to(array: Exact, shape: tuple) -> Exact:
     """Sums `array` over the axes along which `shape` was broadcast to `array.shape`."""
-    lead = array.ndim - len(shape)
-    array = array.sum(axis=tuple(range(lead))) if lead else array
+    lead = len(array.shape) - len(shape)
+    if lead:
+        array = array.sum(tuple(range(lead)))
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and array.shape[i] != 1)
-    return array.sum(axis=axes, keepdims=True) if axes else array
+    return array.sum(axes, keepdims=True) if axes else array
 
 
-def gradients(x, context, kernel, cotangent) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients of `sum(cotangent * forward(x, context, kernel))` w.r.t. x, context and kernel.
+def exact_forward(x, context, kernel) -> Exact:
+    x, context, kernel = Exact.of(x), Exact.of(context), Exact.of(kernel)
+    weights = _broadcast_weights(context.matmul(kernel), len(x.shape))
+    return x * weights
 
-    dx = g * (c @ K); dc = (g * x) @ K.T; dK = c.T @ (g * x); each summed over the axes it was broadcast on.
-    """
-    x, context, kernel, g = (np.asarray(a, dtype=np.float64) for a in (x, context, kernel, cotangent))
-    with np.errstate(all="ignore"):
-        weights = _context_weights(context, kernel, x.ndim)
-        dx = _sum_to(g * weights, x.shape)
-        d_weights = _sum_to(g * x, weights.shape)  # the gradient w.r.t. (c @ K), in c's layout
-        if context.ndim == 2 and x.ndim > 2:
-            d_weights = d_weights.reshape(d_weights.shape[0], d_weights.shape[-1])
-        dc = d_weights @ kernel.T
-        flat_c = context.reshape(-1, context.shape[-1])
-        flat_dw = d_weights.reshape(-1, kernel.shape[1])
-        dk = flat_c.T @ flat_dw
+
+def exact_gradients(x, context, kernel, cotangent) -> tuple[Exact, Exact, Exact]:
+    x_shape, context_shape = np.shape(x), np.shape(context)
+    x, context, kernel, g = (Exact.of(a) for a in (x, context, kernel, cotangent))
+    weights = _broadcast_weights(context.matmul(kernel), len(x_shape))
+    dx = _sum_to(g * weights, x_shape)
+    d_weights = _sum_to(g * x, weights.shape)  # the gradient w.r.t. (c @ K), in c's layout
+    if len(context_shape) == 2 and len(x_shape) > 2:
+        d_weights = d_weights.reshape((d_weights.shape[0], d_weights.shape[-1]))
+    dc = d_weights.matmul(kernel.transpose())
+    flat_c = context.reshape((-1, context_shape[-1])).transpose()
+    flat_dw = d_weights.reshape((-1, kernel.shape[1]))
+    dk = flat_c.matmul(flat_dw)
     return dx, dc, dk
 
 
-def _training_grads(x, context, y, kernel, w):
-    """(loss, d_kernel, d_w, hidden) of `mean((x * (context @ kernel)) @ w - y) ** 2)`."""
-    hidden = x * (context @ kernel)
-    residual = hidden @ w - y
-    d_pred = 2.0 * residual / residual.size
-    return float(np.mean(residual**2)), context.T @ ((d_pred @ w.T) * x), hidden.T @ d_pred, hidden
+def forward(x, context, kernel, dtype: str = "float64") -> np.ndarray:
+    """`x * (context @ kernel)`, exact, rounded once to `dtype` (returned as float64)."""
+    return exact_forward(x, context, kernel).round(dtype)
 
 
-def train_sgd(x, context, y, kernel, w, learning_rate: float, steps: int):
-    """Full-batch SGD on `loss = mean((HyperZZW(x, context) @ w - y) ** 2)`, in float64.
+def gradients(x, context, kernel, cotangent, dtype: str = "float64") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of `sum(cotangent * forward(x, context, kernel))` w.r.t. x, context and kernel, exact,
+    each rounded once to `dtype`."""
+    return tuple(q.round(dtype) for q in exact_gradients(x, context, kernel, cotangent))
 
-    `pred = (x * (context @ kernel)) @ w` (the layer, then `Dense(1, use_bias=False)`), Keras's mean squared
-    error for one output, and each step `v -= learning_rate * grad(v)` for `v in (kernel, w)`. Returns the
-    loss before each step and the final (kernel, w).
+
+def _log2_exact(value: float, what: str) -> int:
+    mantissa, exponent = math.frexp(value)
+    if mantissa != 0.5:
+        raise ValueError(f"{what} must be a power of two so that scaling by it is exact. Received: {value}")
+    return exponent - 1
+
+
+def _gamma(n: int, unit_roundoff: float) -> float:
+    nu = n * unit_roundoff
+    return nu / (1 - nu)
+
+
+def sgd_step(x, context, y, kernel, w, learning_rate: float, dtype: str = "float32") -> dict[str, np.ndarray]:
+    """One full-batch SGD step of `loss = mean((HyperZZW(x, context) @ w - y) ** 2)`, exact, and the bound
+    on how far a correct implementation in `dtype` may land from it.
+
+    The model is the layer, then `Dense(1, use_bias=False)` with kernel `w`, then Keras's mean squared error;
+    the step is `v <- v - learning_rate * dloss/dv` for `v in (kernel, w)`. Returned, each rounded once to
+    `dtype`: the loss at `(kernel, w)` and the new `kernel` and `w`; and the elementwise bounds `loss_atol`,
+    `kernel_atol`, `w_atol` (float64, rounded upward where it matters).
+
+    The bound. With B = batch, I = input_dim, C = context_dim, the gradients are polynomials in the data and
+    weights that any evaluation order computes through at most D roundings per term (counting a k-term sum
+    as k - 1 roundings and each product as one): D = C + I + B + 4 for d/dkernel
+    (`c.T @ ((dR @ w.T) * x)`, with `dR = 2 (pred - y) / B` exact in a power-of-two batch), D = 2C + I + B + 3
+    for d/dw (`hidden.T @ dR`), D = 2C + 2I + B + 4 for the loss (`sum(R**2) / B`). So each computed value is
+    within gamma(D) times the same polynomial evaluated on absolute values (the "magnitude", computed here
+    exactly), Higham's bound for sums of products (2nd ed., 3.1 and 3.5). The update `v - lr * g` (lr a power
+    of two, so `lr * g` is exact) adds one rounding of the result, and the stored value its own rounding:
+
+        |computed v' - stored v'| <= lr * gamma(D) * G_abs * (1 + u) + 2 u |v'|
+
+    and `|computed loss - stored loss| <= gamma(D_loss) * L_abs + u |loss|`. Fused multiply-adds and any
+    summation order only remove roundings, so the bound holds for every backend and compiler. It assumes no
+    underflow in the gradients (checked here: every magnitude is far above the smallest normal value).
     """
-    x, context, y, kernel, w = (np.asarray(a, dtype=np.float64).copy() for a in (x, context, y, kernel, w))
-    losses = []
-    for _ in range(steps):
-        loss, d_kernel, d_w, _ = _training_grads(x, context, y, kernel, w)
-        losses.append(loss)
-        kernel -= learning_rate * d_kernel
-        w -= learning_rate * d_w
-    return np.asarray(losses), kernel, w
+    batch, input_dim = np.shape(x)
+    context_dim = np.shape(context)[-1]
+    u = 2.0 ** -(FORMATS[dtype][0] + 1)
+    batch_log2 = _log2_exact(float(batch), "the training batch size")
+    lr_log2 = _log2_exact(learning_rate, "the learning rate")
 
+    def program(x, context, y, kernel, w, absolute: bool):
+        hidden = x * context.matmul(kernel)
+        pred = hidden.matmul(w)
+        residual = pred + y if absolute else pred - y
+        loss = (residual * residual).sum((0, 1)).scale(-batch_log2)
+        d_residual = residual.scale(1 - batch_log2)
+        d_w = hidden.transpose().matmul(d_residual)
+        d_kernel = context.transpose().matmul(d_residual.matmul(w.transpose()) * x)
+        return loss, d_kernel, d_w
 
-def train_sgd_error_bounds(x, context, y, kernel, w, learning_rate: float, steps: int, unit_roundoff: float):
-    """Forward error bounds for `train_sgd` run in a dtype with unit roundoff `u`: (loss bounds per step,
-    bound on every final weight).
+    exact = [Exact.of(a) for a in (x, context, y, kernel, w)]
+    loss, d_kernel, d_w = program(*exact, absolute=False)
+    loss_abs, d_kernel_abs, d_w_abs = program(*(a.abs() for a in exact), absolute=True)
+    new_kernel = exact[3] - d_kernel.scale(lr_log2)
+    new_w = exact[4] - d_w.scale(lr_log2)
 
-    Step k computes `theta_{k+1} = theta_k - lr * grad(theta_k)` with a rounding error delta_k bounded, entry
-    by entry, by gamma(n) * (|theta_k| + lr * G_k): n is the longest chain of sums in one step (batch +
-    input_dim + context_dim + 4) and G_k the gradient evaluated on absolute values (the sum of |terms|). An
-    error present before step j is carried through by the SGD map's Jacobian `I - lr * H_j`, whose 2-norm the
-    oracle computes from the exact Hessian (central differences of the analytic gradient, 24 parameters).
-    So ||error after step k||_2 <= sum_i (prod_{i<j<=k} ||I - lr H_j||_2) ||delta_i||_2, which bounds every
-    weight's error. The loss before step k adds ||grad_k||_2 times that plus gamma(n) times its own
-    magnitude; the input data rounding is part of the stored inputs, not an error.
-    """
-    x, context, y, kernel, w = (np.asarray(a, dtype=np.float64).copy() for a in (x, context, y, kernel, w))
-    n = x.shape[0] + x.shape[1] + context.shape[1] + 4
-    nu = (n + 2) * unit_roundoff
-    g = nu / (1 - nu)
-    shapes = (kernel.shape, w.shape)
-    sizes = (kernel.size, w.size)
+    tiny = 2.0 ** FORMATS[dtype][1]
+    for name, magnitude in (("d/dkernel", d_kernel_abs), ("d/dw", d_w_abs)):
+        if np.min(magnitude.round("float64")) < 2**20 * tiny:
+            raise ValueError(f"the training case's {name} comes near the underflow range; the bound assumes not")
 
-    def flat_grad(theta):
-        k, v = theta[: sizes[0]].reshape(shapes[0]), theta[sizes[0]:].reshape(shapes[1])
-        _, dk, dv, _ = _training_grads(x, context, y, k, v)
-        return np.concatenate([dk.ravel(), dv.ravel()])
-
-    error = 0.0
-    loss_bounds = []
-    for _ in range(steps):
-        theta = np.concatenate([kernel.ravel(), w.ravel()])
-        loss, d_kernel, d_w, _ = _training_grads(x, context, y, kernel, w)
-        grad = np.concatenate([d_kernel.ravel(), d_w.ravel()])
-        abs_loss, abs_dk, abs_dw, _ = _training_grads(np.abs(x), np.abs(context), -np.abs(y), np.abs(kernel), np.abs(w))
-        loss_bounds.append(float(np.linalg.norm(grad) * error + g * (abs_loss + loss)))
-        # The Jacobian of this step's map, from the Hessian by central differences (h relative to theta).
-        h = 1e-6 * max(1.0, float(np.max(np.abs(theta))))
-        hessian = np.stack([(flat_grad(theta + h * e) - flat_grad(theta - h * e)) / (2 * h) for e in np.eye(theta.size)])
-        jacobian_norm = float(np.linalg.norm(np.eye(theta.size) - learning_rate * hessian, 2))
-        step_error = g * np.linalg.norm(np.abs(theta) + learning_rate * np.concatenate([abs_dk.ravel(), abs_dw.ravel()]))
-        error = jacobian_norm * error + float(step_error)
-        kernel -= learning_rate * d_kernel
-        w -= learning_rate * d_w
-    return np.asarray(loss_bounds), error
+    lr = learning_rate
+    d_loss, d_kernel_n, d_w_n = 2 * context_dim + 2 * input_dim + batch + 4, context_dim + input_dim + batch + 4, 2 * context_dim + input_dim + batch + 3
+    # The bounds are evaluated in float64 from magnitudes rounded upward; the factor (1 + 2**-50) covers
+    # the few float64 roundings of these formulas themselves.
+    safety = 1 + 2.0**-50
+    loss_value = loss.round(dtype)
+    new_kernel_value, new_w_value = new_kernel.round(dtype), new_w.round(dtype)
+    return {
+        "loss": loss_value,
+        "kernel": new_kernel_value,
+        "w": new_w_value,
+        "loss_atol": safety * (_gamma(d_loss, u) * loss_abs.round("float64", upward=True) + u * np.abs(loss_value)),
+        "kernel_atol": safety * (
+            lr * _gamma(d_kernel_n, u) * (1 + u) * d_kernel_abs.round("float64", upward=True)
+            + 2 * u * new_kernel.abs().round("float64", upward=True)
+        ),
+        "w_atol": safety * (
+            lr * _gamma(d_w_n, u) * (1 + u) * d_w_abs.round("float64", upward=True)
+            + 2 * u * new_w.abs().round("float64", upward=True)
+        ),
+    }

@@ -25,8 +25,11 @@ def _expected(key: str, manifest: dict, cache: dict):
     name, quantity, _mode = key.split("/")
     if name == "training":
         data = cache.setdefault("training", golden.load_npz("training.npz", manifest))
-        atol = data["loss_atol"] if quantity == "losses" else data["weight_atol"]
-        return data[quantity], cases.TRAINING.dtype, lambda backend: atol
+        if quantity == "losses":
+            return data["losses"], cases.TRAINING.dtype, lambda backend: data["loss_atol"]
+        # the state after each step: kernels[1:] / ws[1:], with that step's bound
+        atol = data["kernel_atol"] if quantity == "kernels" else data["w_atol"]
+        return data[quantity][1:], cases.TRAINING.dtype, lambda backend: atol
     if name.startswith("keras-file-"):
         name = golden.KERAS_CASE
     try:

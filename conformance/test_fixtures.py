@@ -1,17 +1,29 @@
-"""The golden fixtures are current, intact and small, and the oracle behind them is right.
-
-The oracle is checked independently of any backend: rounding against NumPy's own casts, gradients against
-central finite differences, the broadcast rule against an explicit loop.
+"""The golden fixtures are current, intact and small, and a damaged or stale golden/ is reported as such,
+with the fix that applies (no Keras backend needed: the `golden_check` session runs this file).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import io
+import json
 import shutil
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conformance import cases, golden, oracle
+from conformance import cases, golden
+
+_spec = importlib.util.spec_from_file_location("regenerate_golden", Path(__file__).resolve().parents[1] / "scripts" / "regenerate_golden.py")
+regenerate_golden = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(regenerate_golden)
+
+
+@pytest.fixture(scope="module")
+def golden_manifest():
+    return golden.read_manifest()
 
 
 def test_fixtures_are_current(golden_manifest):
@@ -32,7 +44,7 @@ def test_fixtures_are_small():
 
 
 def test_provenance_is_recorded(golden_manifest):
-    for key in ("generator", "oracle", "numpy", "seed", "catalogue_sha256"):
+    for key in ("generator", "oracle", "inputs", "seed", "catalogue_sha256"):
         assert golden_manifest[key], key
     for entry in golden_manifest["cases"].values():
         assert entry["tolerance"]["max_atol"]["output"] >= 0 and entry["tolerance"]["n"]["output"] >= 1
@@ -51,19 +63,19 @@ def golden_copy(tmp_path, monkeypatch):
 def test_a_corrupted_file_is_named_with_the_fix(golden_copy):
     path = golden_copy / "cases" / "rank2-float32.npz"
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
-    with pytest.raises(golden.GoldenError, match=r"rank2-float32\.npz: checksum mismatch.*Regenerate with: nox -t golden"):
+    with pytest.raises(golden.GoldenError, match=r"rank2-float32\.npz is damaged: checksum mismatch.*git checkout -- golden/"):
         golden.load_case(cases.by_id("rank2-float32"))
 
 
 def test_a_missing_file_is_named_with_the_fix(golden_copy):
     (golden_copy / "errors.json").unlink()
-    with pytest.raises(golden.GoldenError, match=r"errors\.json: missing.*Regenerate with"):
+    with pytest.raises(golden.GoldenError, match=r"errors\.json is damaged: missing.*git checkout -- golden/"):
         golden.load_errors()
 
 
 def test_a_changed_catalogue_is_detected(golden_copy, monkeypatch):
     monkeypatch.setattr(cases, "catalogue_hash", lambda: "0" * 64)
-    with pytest.raises(golden.GoldenError, match=r"case catalogue .* changed.*Regenerate with"):
+    with pytest.raises(golden.GoldenError, match=r"is stale: the case catalogue .* changed.*Regenerate with: nox -t golden"):
         golden.check_catalogue()
 
 
@@ -79,53 +91,82 @@ def test_regeneration_reports_numeric_drift(golden_copy):
     assert "largest |diff| 0.001" in lines[0]
 
 
-@pytest.mark.parametrize("dtype,numpy_dtype", [("float16", np.float16), ("float32", np.float32)])
-def test_round_to_matches_numpy_casts(dtype, numpy_dtype):
-    rng = np.random.default_rng(5)
-    values = rng.standard_normal(20000) * 10.0 ** rng.integers(-45, 40, 20000)
-    specials = [0.0, -0.0, np.inf, -np.inf, np.nan, 65504.0, 65520.0, 2.0**-24, 2.0**-25, 3 * 2.0**-26]
-    values = np.concatenate([values, specials])
-    with np.errstate(over="ignore"):
-        expected = values.astype(numpy_dtype).astype(np.float64)
-    np.testing.assert_array_equal(oracle.round_to(values, dtype), expected)
+def test_every_regenerated_manifest_field_is_compared(golden_copy):
+    """A tolerance summary (or any other field) edited in the stored manifest is stale data: the check sees it."""
+    files, manifest = golden.build()
+    stored = json.loads((golden_copy / "manifest.json").read_text())
+    stored["cases"]["rank2-float32"]["tolerance"]["max_atol"]["output"] *= 2
+    stored["seed"] += 1
+    (golden_copy / "manifest.json").write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
+    assert golden.differences(files, manifest) == [
+        "changed  manifest.json: cases/rank2-float32: tolerance",
+        "changed  manifest.json: seed",
+    ]
 
 
-def test_round_to_bfloat16_keeps_8_significant_bits():
-    values = np.array([1.0 + 2.0**-8, 1.0 + 3 * 2.0**-8, 1.0 + 2.0**-7, 3.0e38 * 1.2, 2.0**-133])
-    # Ties go to even; past the largest finite value is inf; 2**-133 is bfloat16's smallest subnormal.
-    np.testing.assert_array_equal(
-        oracle.round_to(values, "bfloat16"), [1.0, 1.0 + 2.0**-6, 1.0 + 2.0**-7, np.inf, 2.0**-133]
-    )
+def _check_output(capsys) -> tuple[int, str]:
+    files, manifest = golden.build()
+    status = regenerate_golden.check(files, manifest, 0)
+    return status, capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    "x_shape,context_shape", [((3, 4), (3, 2)), ((3, 5, 4), (3, 2)), ((3, 5, 4), (1, 5, 2)), ((1, 4), (3, 2))]
-)
-def test_oracle_gradients_match_finite_differences(x_shape, context_shape):
-    rng = np.random.default_rng(6)
-    x, context = rng.standard_normal(x_shape), rng.standard_normal(context_shape)
-    kernel = rng.standard_normal((context_shape[-1], x_shape[-1]))
-    g = rng.standard_normal(oracle.forward(x, context, kernel).shape)
-    analytic = oracle.gradients(x, context, kernel, g)
-    for index, array in enumerate((x, context, kernel)):
-        numeric = np.zeros_like(array)
-        for i in np.ndindex(array.shape):
-            args = [x, context, kernel]
-            plus, minus = array.copy(), array.copy()
-            plus[i] += 1e-6
-            minus[i] -= 1e-6
-            args[index] = plus
-            f_plus = np.sum(g * oracle.forward(*args))
-            args[index] = minus
-            numeric[i] = (f_plus - np.sum(g * oracle.forward(*args))) / 2e-6
-        np.testing.assert_allclose(analytic[index], numeric, rtol=1e-6, atol=1e-8)
+def test_the_check_tells_damaged_from_stale(golden_copy, capsys):
+    assert _check_output(capsys) == (0, "golden/ is current: 40 cases, 0 KiB of oracle data\n")
+    # stale: the data changed but the manifest's checksum was updated with it (an intact, outdated file)
+    case = cases.by_id("rank2-float32")
+    arrays = golden.compute_case(case)
+    arrays["output"] = arrays["output"] * 2
+    data = golden.npz_bytes(golden.carriers(case, arrays))
+    (golden_copy / "cases" / f"{case.id}.npz").write_bytes(data)
+    stored = json.loads((golden_copy / "manifest.json").read_text())
+    stored["sha256"][f"cases/{case.id}.npz"] = golden.sha256(data)
+    (golden_copy / "manifest.json").write_text(json.dumps(stored))
+    status, out = _check_output(capsys)
+    assert status == 1 and out.startswith("golden/ is stale") and "regenerate with: nox -t golden" in out
+    assert "changed  cases/rank2-float32.npz: output: 512 values differ" in out and "damaged" not in out
+    # damaged: bytes that do not match the manifest
+    (golden_copy / "errors.json").write_text("{}")
+    status, out = _check_output(capsys)
+    assert status == 1 and out.startswith("golden/ is damaged") and out.rstrip().endswith("git checkout -- golden/")
+    assert "errors.json is damaged: checksum mismatch" in out and "stale" not in out
 
 
-def test_oracle_forward_matches_an_explicit_loop():
-    rng = np.random.default_rng(7)
-    x, context, kernel = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5)), rng.standard_normal((5, 4))
-    out = oracle.forward(x, context, kernel)
-    for b in range(2):
-        for t in range(3):
-            for i in range(4):
-                assert out[b, t, i] == pytest.approx(x[b, t, i] * sum(context[b, k] * kernel[k, i] for k in range(5)))
+@pytest.mark.parametrize("text", ["{not json", "[]", ""])
+def test_an_unreadable_manifest_is_damaged(golden_copy, text):
+    (golden_copy / "manifest.json").write_text(text)
+    with pytest.raises(golden.GoldenError, match=r"manifest\.json is damaged: .*git checkout -- golden/"):
+        golden.read_manifest()
+
+
+def _rezipped(data: bytes, edit) -> bytes:
+    """The same `.keras` file zipped again with new timestamps, after `edit(name, bytes) -> bytes`."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as old, zipfile.ZipFile(out, "w") as new:
+        for info in old.infolist():
+            new.writestr(zipfile.ZipInfo(info.filename, date_time=(2030, 6, 1, 12, 0, 0)), edit(info.filename, old.read(info)))
+    return out.getvalue()
+
+
+def test_resaving_an_unchanged_keras_file_changes_no_byte(golden_copy):
+    """Keras writes `date_saved` and zip timestamps on every save; the regenerated file is kept only when
+    what it holds (config, metadata apart from the date, weights) changed."""
+    path = golden.keras_path("jax")
+    stored = (golden_copy / path).read_bytes()
+
+    def later(name, blob):
+        if name == "metadata.json":
+            metadata = json.loads(blob)
+            metadata["date_saved"] = "2030-06-01@12:00:00"
+            return json.dumps(metadata).encode()
+        return blob
+
+    assert golden.record_keras_file(path, _rezipped(stored, later)) is False
+    assert (golden_copy / path).read_bytes() == stored
+
+    def other_config(name, blob):
+        return blob.replace(b'"zzw"', b'"zzx"') if name == "config.json" else blob
+
+    changed = _rezipped(stored, other_config)
+    assert golden.record_keras_file(path, changed) is True
+    assert (golden_copy / path).read_bytes() == changed
+    assert golden.read_manifest()["sha256"][path] == golden.sha256(changed)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -80,3 +86,22 @@ def test_subnormal_behaviour(dtype, golden_manifest):
             f"{backend.NAME} {dtype}: expected gradual underflow; {int(flushed.sum())} of "
             f"{int(subnormal.sum())} subnormal results were flushed to zero"
         )
+
+
+def test_a_broken_manifest_stops_the_session_with_one_message(tmp_path):
+    """Every golden test needs the manifest: when it is unreadable the session says so once, with the fix,
+    and stops, instead of failing each golden test with the same message."""
+    broken = tmp_path / "golden"
+    shutil.copytree(golden.ROOT, broken)
+    (broken / "manifest.json").write_text("{not json")
+    env = {**os.environ, "HYPERZZW_GOLDEN": str(broken)}
+    env.pop("HYPERZZW_OBSERVED", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "conformance/test_golden.py"],
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=600,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == int(pytest.ExitCode.USAGE_ERROR), output[-3000:]
+    # pytest prints an exit reason once on stdout (and repeats it on stderr)
+    assert run.stdout.count("manifest.json is damaged: not valid JSON") == 1, output[-3000:]
+    assert "git checkout -- golden/" in output and " passed" not in output and " failed" not in output

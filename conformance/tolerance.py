@@ -81,9 +81,9 @@ def reduction_lengths(x_shape, context_shape, kernel_shape) -> dict[str, int]:
         tuple(x_shape[:-1]),
         tuple(context_shape[:-1]) + (1,) * (len(x_shape) - len(context_shape)),
     )
-    positions = int(np.prod(out_shape, dtype=np.int64))
-    x_positions = int(np.prod(x_shape[:-1], dtype=np.int64))
-    c_positions = int(np.prod(context_shape[:-1], dtype=np.int64))
+    positions = math.prod(out_shape)
+    x_positions = math.prod(x_shape[:-1])
+    c_positions = math.prod(context_shape[:-1])
     context_dim, input_dim = kernel_shape
     return {
         "output": context_dim,
@@ -93,16 +93,83 @@ def reduction_lengths(x_shape, context_shape, kernel_shape) -> dict[str, int]:
     }
 
 
+# --- magnitudes: the formulas on non-negative inputs, in float64, in one fixed order -------------------------
+#
+# `M` is a sum of non-negative terms. It is computed in float64 with every sum taken in index order
+# (`np.add.accumulate`, which is sequential by definition), never by BLAS or a SIMD reduction, so its bytes
+# do not depend on the machine. Its own rounding error is at most gamma_64(L) * M for a chain of L float64
+# operations; `_INFLATE` multiplies the result by 1 + 2 gamma_64(L + 2), which makes the computed value an
+# upper bound of the exact M (a relative loosening of about 1e-15 of the tolerance).
+
+
+def _seq_sum(a: np.ndarray, axes: tuple) -> np.ndarray:
+    """`a.sum(axes, keepdims=True)` for a non-negative array, summed in index order."""
+    if not axes:
+        return a
+    moved = np.moveaxis(a, axes, tuple(range(len(axes))))
+    flat = moved.reshape((math.prod(moved.shape[: len(axes)]),) + moved.shape[len(axes):])
+    total = np.add.accumulate(flat, axis=0)[-1] if flat.shape[0] else np.zeros(flat.shape[1:])
+    keep = [1 if i in axes else n for i, n in enumerate(a.shape)]
+    return total.reshape(keep)
+
+
+def _seq_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`a @ b` for non-negative `a` (..., m, k) and `b` (k, n), each dot product summed in order of k."""
+    return _seq_sum(a[..., :, :, None] * b[:, :], (a.ndim - 1,)).squeeze(a.ndim - 1)
+
+
+def _weights(x_ndim: int, context: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    weights = _seq_matmul(context, kernel)
+    if context.ndim == 2 and x_ndim > 2:
+        weights = weights.reshape(weights.shape[:1] + (1,) * (x_ndim - 2) + weights.shape[1:])
+    return weights
+
+
+def _sum_to(array: np.ndarray, shape: tuple) -> np.ndarray:
+    lead = array.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and array.shape[lead + i] != 1)
+    return _seq_sum(array, axes).reshape(shape) if axes else array
+
+
+def _inflate(lengths: dict[str, int]) -> float:
+    chain = sum(lengths.values()) + 8  # at least every float64 operation on any path to one result
+    return 1 + 2 * gamma(chain + 2, "float64")
+
+
+def magnitude_forward(x, context, kernel) -> np.ndarray:
+    """An upper bound of `|x| * (|context| @ |kernel|)`, elementwise (see above)."""
+    x, context, kernel = (np.abs(np.asarray(a, dtype=np.float64)) for a in (x, context, kernel))
+    lengths = reduction_lengths(x.shape, context.shape, kernel.shape)
+    with np.errstate(all="ignore"):  # non-finite magnitudes belong to non-finite expected values
+        return (x * _weights(x.ndim, context, kernel)) * _inflate(lengths)
+
+
+def magnitude_gradients(x, context, kernel, cotangent) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Upper bounds of the gradient formulas (`conformance.oracle.gradients`) on absolute values."""
+    x, context, kernel, g = (np.abs(np.asarray(a, dtype=np.float64)) for a in (x, context, kernel, cotangent))
+    inflate = _inflate(reduction_lengths(x.shape, context.shape, kernel.shape))
+    with np.errstate(all="ignore"):
+        weights = _weights(x.ndim, context, kernel)
+        dx = _sum_to(g * weights, x.shape)
+        d_weights = _sum_to(g * x, weights.shape)
+        if context.ndim == 2 and x.ndim > 2:
+            d_weights = d_weights.reshape(d_weights.shape[0], d_weights.shape[-1])
+        dc = _seq_matmul(d_weights, kernel.T)
+        flat_c = context.reshape(-1, context.shape[-1])
+        flat_dw = d_weights.reshape(-1, kernel.shape[1])
+        dk = _seq_matmul(flat_c.T, flat_dw)
+        return dx * inflate, dc * inflate, dk * inflate
+
+
 def forward_atol(x, context, kernel, dtype: str, backend_name: str | None = None) -> np.ndarray:
     """Elementwise tolerance on the output (see the module docstring); `backend_name` picks the underflow
     floor (None: IEEE gradual underflow)."""
     n = reduction_lengths(np.shape(x), np.shape(context), np.shape(kernel))["output"]
     x, context, kernel = np.abs(x), np.abs(context), np.abs(kernel)
-    magnitude = oracle.forward(x, context, kernel)
-    with np.errstate(all="ignore"):  # non-finite magnitudes belong to non-finite expected values
-        return gamma(n + 2, dtype) * magnitude + _floor(n, dtype, backend_name) * oracle.forward(
-            1 + x, 1 + context, 1 + kernel
-        )
+    with np.errstate(all="ignore"):
+        return gamma(n + 2, dtype) * magnitude_forward(x, context, kernel) + _floor(
+            n, dtype, backend_name
+        ) * magnitude_forward(1 + x, 1 + context, 1 + kernel)
 
 
 def gradient_atols(
@@ -111,8 +178,8 @@ def gradient_atols(
     """Elementwise tolerances on (dx, dcontext, dkernel) (see the module docstring)."""
     lengths = reduction_lengths(np.shape(x), np.shape(context), np.shape(kernel))
     args = [np.abs(a) for a in (x, context, kernel, cotangent)]
-    magnitudes = oracle.gradients(*args)
-    floors = oracle.gradients(*(1 + a for a in args))
+    magnitudes = magnitude_gradients(*args)
+    floors = magnitude_gradients(*(1 + a for a in args))
     with np.errstate(all="ignore"):
         return tuple(
             gamma(lengths[name] + 2, dtype) * m + _floor(lengths[name], dtype, backend_name) * f

@@ -27,22 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     files, manifest = golden.build()
-    changes = golden.differences(files, manifest)
     size = sum(len(data) for data in files.values())
     if args.check:
-        problems = list(changes)
-        try:
-            stored = golden.read_manifest()
-            for path in stored["sha256"]:
-                golden.verified_bytes(path, stored)
-        except golden.GoldenError as exc:
-            problems.append(str(exc))
-        if problems:
-            print("golden/ is stale or damaged:", *problems, f"Regenerate with: {golden.REGENERATE}", sep="\n  ")
-            return 1
-        print(f"golden/ is current: {len(manifest['cases'])} cases, {size / 1024:.0f} KiB of oracle data")
-        return 0
+        return check(files, manifest, size)
 
+    changes = golden.differences(files, manifest)
     golden.write(files, manifest)
     print(*(changes or ["no changes to the oracle data"]), sep="\n")
     print(f"wrote {len(files)} files ({size / 1024:.0f} KiB) for {len(manifest['cases'])} cases")
@@ -50,8 +39,37 @@ def main(argv: list[str] | None = None) -> int:
         from conformance import backend, target
 
         path = golden.keras_path(backend.NAME)
-        golden.record_keras_file(path, golden.keras_model_bytes(target.HyperZZWOperator))
-        print(f"wrote {path} (saved by keras {backend.keras.__version__} on {backend.NAME} {backend.LIBRARY_VERSION})")
+        if golden.record_keras_file(path, golden.keras_model_bytes(target.HyperZZWOperator)):
+            print(f"wrote {path} (saved by keras {backend.keras.__version__} on {backend.NAME} {backend.LIBRARY_VERSION})")
+        else:
+            print(f"kept {path}: the model it holds (config and weights) is unchanged")
+    return 0
+
+
+def check(files: dict[str, bytes], manifest: dict, size: int) -> int:
+    """Damaged (bytes differ from the manifest's checksums: restore them) is told apart from stale (intact,
+    but not what the oracle gives today: regenerate), because the fixes are different."""
+    try:
+        stored = golden.read_manifest()
+        damaged = []
+        for path in stored["sha256"]:
+            try:
+                golden.verified_bytes(path, stored)
+            except golden.GoldenError as exc:
+                damaged.append(str(exc))
+    except golden.GoldenError as exc:
+        damaged = [str(exc)]
+    if damaged:
+        print("golden/ is damaged (its files are not the committed ones):", *damaged, sep="\n  ")
+        print(f"Restore it with: {golden.RESTORE}")
+        return 1
+    stale = golden.differences(files, manifest)
+    if stale:
+        print("golden/ is stale (intact, but not what the oracle and the case catalogue give today):", *stale, sep="\n  ")
+        print(f"If you changed the oracle or the catalogue on purpose, regenerate with: {golden.REGENERATE},"
+              " review the drift above and commit golden/. Otherwise restore it with: " + golden.RESTORE)
+        return 1
+    print(f"golden/ is current: {len(manifest['cases'])} cases, {size / 1024:.0f} KiB of oracle data")
     return 0
 
 
