@@ -17,6 +17,7 @@ nox.options.sessions = ["golden_check", "tests-jax", "tests-torch", "tests-tenso
 
 ROOT = Path(__file__).resolve().parent
 CONSTRAINTS = str(ROOT / "requirements" / "constraints.txt")
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 REPORTS = ROOT / "reports"
 
 # Backend name -> the pyproject extra that installs it. tensorflow-cpu: this project's CI has no GPU.
@@ -82,10 +83,15 @@ def report(session: nox.Session) -> None:
 
 @nox.session(tags=["tests"])
 def golden_check(session: nox.Session) -> None:
-    """Check golden/ is current: regenerate the oracle data in memory and compare (no backend needed)."""
-    session.install("-c", CONSTRAINTS, "numpy")
+    """Check golden/ is intact and current, and the oracle exact and machine-independent (no backend needed)."""
+    session.install("-c", CONSTRAINTS, *nox.project.dependency_groups(PYPROJECT, "oracle"))
     # No posargs: `nox -t tests -- -k golden` passes pytest options meant for the test sessions.
     session.run("python", "scripts/regenerate_golden.py", "--check")
+    # The backend-independent tests, once (the backend sessions' conftest leaves them out); --noconftest:
+    # that conftest imports keras, which this session does not have.
+    session.run(
+        "pytest", "--noconftest", "-p", "no:cacheprovider", "conformance/test_oracle.py", "conformance/test_fixtures.py",
+    )
 
 
 @per_backend("golden", default=False)
