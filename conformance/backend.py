@@ -66,8 +66,9 @@ def dtype_of(value) -> str:
     return keras.backend.standardize_dtype(value.dtype)
 
 
-def gradients(fn: Callable, args: Sequence) -> list[np.ndarray]:
-    """The gradient of the scalar `fn(*args)` with respect to each of `args`, by the backend's autodiff."""
+def gradients(fn: Callable, args: Sequence) -> list:
+    """The gradient of the scalar `fn(*args)` with respect to each of `args`, by the backend's autodiff, as
+    backend tensors (convert with `to_numpy`; `dtype_of` tells the dtype the backend produced)."""
     if NAME == "jax":
         grads = jax.grad(fn, argnums=tuple(range(len(args))))(*args)
     elif NAME == "torch":
@@ -82,4 +83,4 @@ def gradients(fn: Callable, args: Sequence) -> list[np.ndarray]:
         grads = tape.gradient(loss, args)
     else:  # pragma: no cover
         raise NotImplementedError(NAME)
-    return [to_numpy(g) for g in grads]
+    return list(grads)

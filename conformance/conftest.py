@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,7 +14,7 @@ from conformance import backend, observed, target
 
 # Backend-independent (NumPy only): the `golden_check` session runs these once, with `pytest --noconftest`,
 # instead of every backend session building the oracle data again.
-collect_ignore = ["test_oracle.py", "test_fixtures.py"]
+collect_ignore = ["test_oracle.py", "test_fixtures.py", "test_report.py"]
 
 # Hypothesis profiles. `ci` is derandomized (the same examples every run, so CI is reproducible and a red
 # run can be replayed); `dev` is random, as a developer wants; `thorough` is long and random, run by hand.
@@ -32,6 +33,9 @@ def pytest_sessionstart(session):
     fix, and stop, instead of failing each of a few hundred tests with the same message."""
     from conformance import golden
 
+    path = os.environ.get(observed.ENV_VAR)
+    if path:  # a previous session's record must not stand in for this one, whatever happens next
+        Path(path).unlink(missing_ok=True)
     try:
         golden.check_catalogue(golden.read_manifest())
     except golden.GoldenError as exc:
@@ -52,14 +56,52 @@ def pytest_report_header(config):
     ]
 
 
+_OBSERVATIONS: observed.Observations | None = None
+_DESELECTED = 0
+
+
+def _observations() -> observed.Observations:
+    global _OBSERVATIONS
+    if _OBSERVATIONS is None:
+        _OBSERVATIONS = observed.Observations(backend.NAME, backend.LIBRARY_VERSION, target.LAYER_FILE)
+    return _OBSERVATIONS
+
+
 @pytest.fixture(scope="session")
 def observer():
     """Records what this backend observed (outputs, gradients, errors) for the cross-backend report."""
-    record = observed.Observations(backend.NAME)
-    yield record
+    return _observations()
+
+
+def pytest_deselected(items):
+    global _DESELECTED
+    _DESELECTED += len(items)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Writes the observations with how the session went: its exit status and whether it ran the whole
+    suite (no test paths or node ids given, no -k, no -m, nothing deselected, no early stop)."""
     path = os.environ.get(observed.ENV_VAR)
-    if path:
-        record.write(path)
+    if not path:
+        return
+    config = session.config
+    selection = {
+        "args": [str(a) for a in config.invocation_params.args],
+        "keyword": config.option.keyword or "",
+        "markexpr": config.option.markexpr or "",
+        "deselected": _DESELECTED,
+        "collected": session.testscollected,
+        "failed": session.testsfailed,
+        "paths_given": config.args_source != pytest.Config.ArgsSource.TESTPATHS,
+        "maxfail": config.option.maxfail,
+    }
+    selection["complete"] = (
+        not selection["paths_given"] and not selection["keyword"] and not selection["markexpr"]
+        and selection["deselected"] == 0 and selection["collected"] > 0 and not session.shouldstop
+    )
+    record = _observations()
+    record.finish(int(exitstatus), selection)
+    record.write(path)
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,19 @@
 """What one backend session observed, written for the cross-backend report.
 
-Each backend session records, per golden case, the output and gradients it computed, and per bad-input case
-the `(exception type, message)` pair it raised; `HYPERZZW_OBSERVED` names the JSON file it writes at the end.
-The report (`conformance.report`) reads the three files; nothing flows back.
+Each backend session records, per golden case, the output and gradients it computed (with the dtype it
+got), per bad-input case the `(exception type, message)` pair it raised, and how the session itself went:
+its pytest exit status, the selection it ran with, the layer file under test (path and sha256) and the
+versions it ran on. `HYPERZZW_OBSERVED` names the JSON file; a stale one is removed when the session
+starts, and the file is written when it ends, so a crashed session leaves no file at all. The report
+(`conformance.report`) reads the three files; nothing flows back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +21,28 @@ import numpy as np
 ENV_VAR = "HYPERZZW_OBSERVED"
 
 
+def file_sha256(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 class Observations:
-    def __init__(self, backend_name: str):
+    def __init__(self, backend_name: str, library_version: str, layer_path: str):
         import keras  # here: the report reads these files with NumPy alone
 
         self.data = {
             "backend": backend_name,
             "keras": keras.__version__,
+            "versions": {
+                "keras": keras.__version__,
+                backend_name: library_version,
+                "numpy": np.__version__,
+                "python": platform.python_version(),
+            },
+            "layer": {"path": str(layer_path), "sha256": file_sha256(layer_path)},
+            "session": None,  # filled in by `finish`
             "numeric": {},  # "<case>/<what>/<mode>" -> {"dtype", "shape", "values"}
             "errors": {},  # "<bad case>/<mode>" -> [type name, message]
         }
@@ -37,6 +57,10 @@ class Observations:
 
     def error(self, key: str, exc: BaseException | None) -> None:
         self.data["errors"][key] = None if exc is None else [type(exc).__name__, str(exc)]
+
+    def finish(self, exit_status: int, selection: dict) -> None:
+        """How the session went: `selection` says what it ran (see `conftest.pytest_sessionfinish`)."""
+        self.data["session"] = {"exit_status": int(exit_status), **selection}
 
     def write(self, path: str | os.PathLike) -> None:
         path = Path(path)

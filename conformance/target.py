@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -34,3 +35,5 @@ module = _load(SPEC)
 HyperZZWOperator = module.HyperZZWOperator
 # Where the checked layer came from, for the report header and the observation records.
 ORIGIN = getattr(module, "__file__", SPEC)
+# The file that defines the class (for the package, hyperzzw/layer.py): what the report hashes.
+LAYER_FILE = inspect.getsourcefile(HyperZZWOperator)

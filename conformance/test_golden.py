@@ -56,11 +56,13 @@ def test_gradients(case, golden_manifest, observer):
     atols = tolerance.gradient_atols(
         arrays["x"], arrays["context"], arrays["kernel"], arrays["cotangent"], case.dtype, backend.NAME
     )
-    for name, actual, atol in zip(("dx", "dcontext", "dkernel"), grads, atols):
-        if actual is None:  # no gradient w.r.t. an integer context
+    for name, grad, atol in zip(("dx", "dcontext", "dkernel"), grads, atols):
+        if grad is None:  # no gradient w.r.t. an integer context
             assert name not in arrays
             continue
-        observer.numeric(f"{case.id}/{name}/grad", actual, case.dtype)
+        actual = backend.to_numpy(grad)
+        observer.numeric(f"{case.id}/{name}/grad", actual, backend.dtype_of(grad))
+        assertions.assert_dtype(backend.dtype_of(grad), case.dtype, f"{case.id} {name}")
         assertions.assert_close(actual, arrays[name], atol, case.id, what=name)
 
 

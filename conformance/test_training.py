@@ -47,8 +47,8 @@ def test_sgd_steps_match_the_oracle(jit_compile, golden_manifest, observer):
         ws.append(backend.to_numpy(head.kernel))
     losses, kernels, ws = np.asarray(losses), np.stack(kernels), np.stack(ws)
     observer.numeric(f"training/losses/{mode}", losses, t.dtype)
-    observer.numeric(f"training/kernels/{mode}", kernels, t.dtype)
-    observer.numeric(f"training/ws/{mode}", ws, t.dtype)
+    observer.numeric(f"training/kernels/{mode}", kernels, backend.dtype_of(layer.hyper_kernel))
+    observer.numeric(f"training/ws/{mode}", ws, backend.dtype_of(head.kernel))
 
     where = f"training {mode}"
     assertions.assert_close(losses, data["losses"], data["loss_atol"], where, what="loss before each step")

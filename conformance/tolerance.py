@@ -7,14 +7,17 @@ floating dtype with unit roundoff `u = eps / 2`, in any order, the classical bou
     |computed - exact| <= gamma(n) * sum |terms|,     gamma(n) = n u / (1 - n u)
 
 (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., section 3.1). The final multiply adds
-one more `u`, and the stored expected value, itself the exact value rounded to the dtype, one more. So an
-entry computed with reduction length `n` whose terms have absolute sum `M` may differ from the stored expected
+one more `u`, and the stored expected value one more: it is the exact value (`conformance.oracle`, rational
+arithmetic) rounded once to the dtype, so it is within `u * |exact|` of it, on every machine. So an entry
+computed with reduction length `n` whose terms have absolute sum `M` may differ from the stored expected
 value by at most
 
     atol = gamma(n + 2) * M  (+ u * |expected|, folded in as the "+ 2")
 
-`M` is computed by the oracle itself, run on the absolute values of every input: for the output it is
-`|x| * (|c| @ |K|)`; for the gradients the same formulas with `|g|`. `n` for each quantity:
+`M` is the same formula run on the absolute values of every input: for the output `|x| * (|c| @ |K|)`;
+for the gradients the same formulas with `|g|`. It is computed in float64 with every sum in index order
+(never BLAS), then raised by a relative 1 + 2 gamma_64(L) that covers its own float64 rounding, so the
+tolerance is an upper bound and is the same bytes on every machine (see `magnitude_forward`). `n` for each quantity:
 
 - output and d/dx: `context_dim` (plus the number of positions summed when `x` was broadcast);
 - d/dcontext: `input_dim` plus the positions a rank-2 or broadcast context row was applied to;

@@ -1,0 +1,157 @@
+"""The cross-backend report says PASS only on complete, passing, agreeing data (no Keras backend needed:
+the `golden_check` session runs this file). Each test builds the three backends' observation records from
+the oracle itself, breaks one thing the way a real session would, and checks the verdict and its reason."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from conformance import cases, golden, observed, report
+
+LAYER = {"path": "/src/hyperzzw/layer.py", "sha256": "ab" * 32}
+
+
+def _record(backend: str) -> dict:
+    """What a complete, passing session of `backend` records, with every value equal to the oracle's."""
+    numeric = {}
+    training = golden.load_npz("training.npz")
+    want_numeric, want_errors = report.expected_keys()
+    for key in want_numeric:
+        name, quantity, _ = key.split("/")
+        if name == "training":
+            values = training[quantity] if quantity == "losses" else training[quantity][1:]
+            dtype = cases.TRAINING.dtype
+        else:
+            case = cases.by_id(golden.KERAS_CASE if name.startswith("keras-file-") else name)
+            values, dtype = golden.load_case(case)[quantity], case.dtype
+        numeric[key] = {"dtype": dtype, "shape": list(values.shape), "values": values.ravel().tolist()}
+    errors = golden.load_errors()
+    return {
+        "backend": backend, "keras": "3.15.1",
+        "versions": {"keras": "3.15.1", backend: "1.0", "numpy": np.__version__, "python": "3.11"},
+        "layer": dict(LAYER),
+        "session": {"exit_status": 0, "args": [], "keyword": "", "markexpr": "", "deselected": 0, "collected": 409,
+                    "failed": 0, "paths_given": False, "maxfail": 0, "complete": True},
+        "numeric": numeric,
+        "errors": {key: errors[key] for key in want_errors},
+    }
+
+
+@pytest.fixture(scope="module")
+def records() -> dict:
+    return {b: _record(b) for b in report.BACKENDS}
+
+
+def _report(tmp_path, records: dict) -> dict:
+    for backend, record in records.items():
+        (tmp_path / f"observed-{backend}.json").write_text(json.dumps(record, allow_nan=True))
+    result = report.build(tmp_path)
+    text = report.markdown(result)
+    verdict = "PASS" if result["ok"] else "FAIL"
+    assert text.splitlines()[2] == f"**Result: {verdict}**" and text.rstrip().endswith(f"**Result: {verdict}**")
+    assert report.summary(result).count(f"RESULT: {verdict}") == 1
+    return result
+
+
+def test_complete_agreeing_records_pass(tmp_path, records):
+    result = _report(tmp_path, records)
+    assert result["ok"], result["problems"]
+
+
+def _broken(records, backend, edit) -> dict:
+    out = copy.deepcopy(records)
+    edit(out[backend])
+    return out
+
+
+def test_a_failed_session_fails_the_report(tmp_path, records):
+    def failed(r):
+        r["session"].update(exit_status=1, failed=3)
+    result = _report(tmp_path, _broken(records, "torch", failed))
+    assert not result["ok"]
+    assert result["problems"] == ["torch: the test session failed (pytest exit status 1, 3 failed)"]
+
+
+def test_a_missing_backend_fails_the_report(tmp_path, records):
+    result = _report(tmp_path, {b: r for b, r in records.items() if b != "tensorflow"})
+    assert not result["ok"] and result["problems"][0].startswith("tensorflow: no observations")
+
+
+def test_a_subset_run_fails_the_report(tmp_path, records):
+    def subset(r):
+        r["session"].update(keyword="golden", deselected=399, complete=False)
+        r["numeric"] = dict(list(r["numeric"].items())[:10])
+    result = _report(tmp_path, _broken(records, "jax", subset))
+    assert not result["ok"]
+    assert "jax: the session ran a subset of the suite (-k 'golden', 399 tests deselected)" in result["problems"]
+    assert any(p.startswith("jax: ") and "expected observations missing" in p for p in result["problems"])
+
+
+def test_a_missing_observation_fails_the_report(tmp_path, records):
+    result = _report(tmp_path, _broken(records, "jax", lambda r: r["numeric"].pop("rank2-float64/dx/grad")))
+    assert result["problems"] == ["jax: 1 expected observations missing (e.g. rank2-float64/dx/grad)"]
+    result = _report(tmp_path, _broken(records, "jax", lambda r: r["errors"].popitem()))
+    assert not result["ok"] and "expected observations missing" in result["problems"][0]
+
+
+def test_a_wrong_dtype_fails_the_report(tmp_path, records):
+    """A layer that computes in float32 gives float32 outputs for float64 cases, with values that may well
+    be within the float64 tolerance of zero-error rows; the recorded dtype must be compared."""
+    def float32(r):
+        r["numeric"]["rank2-float64/output/eager"]["dtype"] = "float32"
+    result = _report(tmp_path, _broken(records, "tensorflow", float32))
+    assert result["problems"][0] == "tensorflow: rank2-float64/output/eager came out as float32, expected float64"
+
+
+def test_different_layer_files_fail_the_report(tmp_path, records):
+    def other(r):
+        r["layer"] = {"path": "/elsewhere/hyperzzw.py", "sha256": "cd" * 32}
+    result = _report(tmp_path, _broken(records, "torch", other))
+    assert len(result["problems"]) == 1 and result["problems"][0].startswith("the backends tested different layer files")
+
+
+def test_a_value_out_of_tolerance_fails_the_report(tmp_path, records):
+    def drift(r):
+        entry = r["numeric"]["rank2-float32/output/jit"]
+        entry["values"] = (np.asarray(entry["values"]) * (1 + 1e-5)).tolist()
+    result = _report(tmp_path, _broken(records, "jax", drift))
+    assert not result["ok"] and result["problems"][0].startswith("1 numeric rows out of tolerance")
+    row = next(r for r in result["rows"] if r["key"] == "rank2-float32/output/jit")
+    assert row["backends"]["jax"]["err_over_tol"] > 1 >= row["backends"]["torch"]["err_over_tol"]
+
+
+def test_a_differing_error_text_fails_the_report(tmp_path, records):
+    def reworded(r):
+        key = sorted(r["errors"])[0]
+        r["errors"][key] = [r["errors"][key][0], r["errors"][key][1] + "!"]
+    result = _report(tmp_path, _broken(records, "jax", reworded))
+    assert result["problems"] == [result["problems"][0]] and "error checks differ" in result["problems"][0]
+
+
+def test_no_record_at_all_fails(tmp_path):
+    result = _report(tmp_path, {})
+    assert not result["ok"] and len(result["problems"]) == 3
+
+
+def test_underflow_rows_do_not_set_the_relative_headline(tmp_path, records):
+    """A flushing backend returns 0 where the oracle has a subnormal result: that is reported in the
+    `underflow` column, and the dtype's relative figure stays the normal-range one."""
+    def flush(r):
+        entry = r["numeric"]["subnormal-float32/output/eager"]
+        values = np.asarray(entry["values"])
+        values[np.abs(values) < 2.0**-126] = 0.0
+        entry["values"] = values.tolist()
+    result = _report(tmp_path, _broken(records, "jax", flush))
+    s = result["summary_by_dtype"]["float32"]
+    assert s["underflow_abs"] > 0 and s["max_rel"] < 1e-6
+
+
+def test_observations_round_trip(tmp_path):
+    path = tmp_path / "o.json"
+    path.write_text(json.dumps({"numeric": {"a/output/eager": {"dtype": "float32", "shape": [2], "values": [1.0, float("nan")]}}, "errors": {}}))
+    data = observed.load(path)
+    assert data["numeric"]["a/output/eager"]["values"].shape == (2,)
