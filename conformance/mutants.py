@@ -64,6 +64,55 @@ MUTANTS: dict[str, tuple[str, str]] = {
     ),
     "bools accepted as dims": ("    if not isinstance(value, bool):\n", "    if True:\n"),
     "initializer ignored": ("initializer=self.kernel_initializer,", 'initializer="zeros",'),
+    # --- added with the exact oracle: each an honest mistake a contributor could make ---
+    # A few ulps: x1.000001 is 8 float32 ulps (and rounds to 1 in float16/bfloat16, where it is no defect).
+    "output drifts by a few float32 ulps": (
+        "return ops.multiply(x, weights)", "return ops.multiply(x, weights) * 1.000001"
+    ),
+    # shape handling
+    "rank-2 context expanded only once": (
+        "        for _ in range(len(x.shape) - len(context.shape)):\n            weights = ops.expand_dims(weights, axis=1)",
+        "        if len(x.shape) > len(context.shape):\n            weights = ops.expand_dims(weights, axis=1)",
+    ),
+    "only the batch dim checked for broadcasting": (
+        "        n = len(context_shape) - 1\n", "        n = 1\n"
+    ),
+    "output shape ignores the broadcast": (
+        "        return self._check_shapes(x_shape, context_shape)[1]",
+        "        self._check_shapes(x_shape, context_shape)\n        return tuple(x_shape)",
+    ),
+    "explicit context_dim not checked against the context": (
+        "        if self.context_dim is not None and context_dim != self.context_dim:",
+        "        if False:",
+    ),
+    "float64 einsum subscripts for a rank-2 context only": (
+        'lead = "abdefghjklmnopqrstuvwxyz"[: len(context.shape) - 1]', 'lead = "a"'
+    ),
+    # weight handling
+    "inferred context_dim not stored": (
+        "        self.context_dim = self._check_shapes(x_shape, context_shape)[0]\n"
+        "        self.hyper_kernel = self.add_weight(\n            name=\"hyper_kernel\",\n"
+        "            shape=(self.context_dim, self.input_dim),",
+        "        context_dim = self._check_shapes(x_shape, context_shape)[0]\n"
+        "        self.hyper_kernel = self.add_weight(\n            name=\"hyper_kernel\",\n"
+        "            shape=(context_dim, self.input_dim),",
+    ),
+    "regularizer not attached to the weight": ("regularizer=self.kernel_regularizer,", "regularizer=None,"),
+    "constraint not attached to the weight": ("constraint=self.kernel_constraint,\n", "constraint=None,\n"),
+    # dtype promotion
+    "integer inputs cast to float32, not the compute dtype": (
+        "            tensor = ops.cast(tensor, self.compute_dtype)", '            tensor = ops.cast(tensor, "float32")'
+    ),
+    "kernel read in the variable dtype (mixed precision)": (
+        "weights = ops.matmul(context, self.hyper_kernel)",
+        "weights = ops.matmul(context, ops.convert_to_tensor(self.hyper_kernel.value))",
+    ),
+    # serialization
+    "context_dim missing from the config": ('                "context_dim": self.context_dim,\n', ""),
+    "initializer serialized as the default": (
+        '"kernel_initializer": keras.initializers.serialize(self.kernel_initializer),',
+        '"kernel_initializer": "glorot_uniform",',
+    ),
 }
 
 
