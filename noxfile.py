@@ -6,6 +6,7 @@ only) and then prints the report; ``nox -s tests-jax`` runs one backend; ``nox -
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -38,7 +39,8 @@ def backend_env(session: nox.Session, backend: str) -> dict[str, str]:
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
         "TF_CPP_MIN_LOG_LEVEL": "2",
-        "HYPOTHESIS_PROFILE": "ci",
+        # The derandomized `ci` profile unless the user asked for another (`HYPOTHESIS_PROFILE=thorough nox ...`).
+        "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
     }
 
 

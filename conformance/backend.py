@@ -84,3 +84,26 @@ def gradients(fn: Callable, args: Sequence) -> list:
     else:  # pragma: no cover
         raise NotImplementedError(NAME)
     return list(grads)
+
+
+def compiled_gradients(fn: Callable, args: Sequence) -> list:
+    """Like `gradients`, but the forward and backward pass compiled the way each backend compiles them:
+    `jax.jit(jax.grad(fn))`, `tf.function(jit_compile=True)` around the tape, and on torch the forward
+    compiled by `torch.compile` (AOTAutograd traces and compiles the backward with it)."""
+    if NAME == "jax":
+        return list(jax.jit(jax.grad(fn, argnums=tuple(range(len(args)))))(*args))
+    if NAME == "tensorflow":
+        @tf.function(jit_compile=True)
+        def grad_fn(*xs):
+            with tf.GradientTape() as tape:
+                for a in xs:
+                    tape.watch(a)
+                loss = fn(*xs)
+            return tape.gradient(loss, list(xs))
+
+        return list(grad_fn(*[tf.convert_to_tensor(a) for a in args]))
+    if NAME == "torch":
+        _, compile_fn = COMPILERS["jit"]
+        args = [a.detach().clone().requires_grad_(True) for a in args]
+        return list(torch.autograd.grad(compile_fn(fn)(*args), args))
+    raise NotImplementedError(NAME)  # pragma: no cover

@@ -3,7 +3,10 @@ bounded finite values with explicit special values, and invalid dimensions and s
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from hypothesis import event
 from hypothesis import strategies as st
 
 from conformance import cases, oracle
@@ -87,3 +90,88 @@ def bad_shape_pairs(draw):
         x_shape = x_shape[:axis] + (a,) + x_shape[axis + 1 :]
         context_shape = context_shape[:axis] + (a + 1,) + context_shape[axis + 1 :]
     return x_shape, context_shape, what
+
+
+# --- shapes users have, for the properties against the exact oracle ------------------------------------------
+
+# Every dtype policy: name -> (compute dtype, variable dtype).
+POLICIES = {
+    "float16": ("float16", "float16"),
+    "bfloat16": ("bfloat16", "bfloat16"),
+    "float32": ("float32", "float32"),
+    "float64": ("float64", "float64"),
+    "mixed_float16": ("float16", "float32"),
+    "mixed_bfloat16": ("bfloat16", "float32"),
+}
+policies = st.sampled_from(sorted(POLICIES))
+# Feature sizes up to a few hundred, half of the draws small (1-8: no SIMD lane filled, dims of 1).
+feature_dims = st.sampled_from(["small", "small", "medium", "large"]).flatmap(
+    lambda size: {"small": st.integers(1, 8), "medium": st.integers(9, 64), "large": st.integers(65, 320)}[size]
+)
+# Batch 0 and 1, small, and past the SIMD widths (8 and 16 lanes) with remainders.
+# (sampled_from, not one_of: hypothesis draws the first branch of a one_of far more often at few examples)
+batch_sizes = st.sampled_from([17, 33, 3, 40, 1, 0, 8, 16, 5])
+
+
+def _size_class(n: int) -> str:
+    return "1-8" if n <= 8 else "9-64" if n <= 64 else "65-320"
+
+
+@st.composite
+def user_shape_pairs(draw, budget: int = 20_000, max_rank: int = 5):
+    """A valid `(x_shape, context_shape)` of rank 2 to `max_rank`, either context form, with broadcast
+    leading dims, sized like real inputs but within `budget` multiply-adds (so the exact oracle stays fast):
+    positions * context_dim * input_dim <= budget."""
+    rank = draw(st.integers(2, max_rank), label="rank")
+    input_dim, context_dim = draw(feature_dims, label="input_dim"), draw(feature_dims, label="context_dim")
+    form = "rank-2 context" if rank == 2 else draw(st.sampled_from(["rank-2 context", "rank-N context"]), label="form")
+    positions_cap = max(1, budget // (input_dim * context_dim))
+    batch = min(draw(batch_sizes, label="batch"), positions_cap)
+    leading = [batch]
+    for _ in range(rank - 2):
+        room = max(1, positions_cap // max(math.prod(leading), 1))
+        leading.append(draw(st.integers(1, max(1, min(4, room)))))
+    x_lead, context_lead = list(leading), [batch] if form == "rank-2 context" else list(leading)
+    for i in range(1 if form == "rank-2 context" else 0, len(context_lead)):
+        if leading[i] > 1:
+            side = draw(st.sampled_from(["both", "x1", "c1"]), label="broadcast")
+            if side == "x1":
+                x_lead[i] = 1
+            elif side == "c1":
+                context_lead[i] = 1
+    event(f"rank {rank}, {form}")
+    event(f"input_dim {_size_class(input_dim)}, context_dim {_size_class(context_dim)}")
+    event(f"batch {'0' if batch == 0 else '1' if batch == 1 else '2-7' if batch < 8 else '8-16' if batch <= 16 else '17-40'}")
+    return tuple(x_lead) + (input_dim,), tuple(context_lead) + (context_dim,)
+
+
+def random_values(seed: int, shape, dtype: str, zeros: float = 0.1) -> np.ndarray:
+    """Values of `dtype` from a seeded generator (hypothesis draws the seed: an element-by-element
+    strategy is too slow for thousands of elements): normals of mixed scale, with a fraction `zeros` of
+    signed zeros and a few exact ±1."""
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal(shape) * 2.0 ** rng.integers(-3, 3, shape)
+    pick = rng.random(shape)
+    values = np.where(pick < zeros / 2, 0.0, np.where(pick < zeros, -0.0, values))
+    values = np.where((pick > 0.97) & (pick < 0.985), 1.0, np.where(pick >= 0.985, -1.0, values))
+    return oracle.round_to(values, dtype)
+
+
+def symbolic(shape, mask) -> tuple:
+    """`shape` with the leading dims where `mask` is true replaced by None (unknown)."""
+    return tuple(None if unknown else n for n, unknown in zip(shape[:-1], mask)) + (shape[-1],)
+
+
+def symbolic_output_shape(x_shape, context_shape) -> tuple:
+    """The output shape the layer must infer from static shapes with unknown (None) dims: a known dim
+    against 1 or None is that dim, None against 1 or None is None."""
+    n = len(context_shape) - 1
+    out = []
+    for a, b in zip(x_shape[:n], context_shape[:n]):
+        if a == 1:
+            out.append(b)
+        elif b == 1 or a == b:
+            out.append(a)
+        else:
+            out.append(a if b is None else b)
+    return tuple(out) + tuple(x_shape[n:])

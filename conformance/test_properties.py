@@ -9,11 +9,20 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from hypothesis import assume, given, note
+import os
+
+from hypothesis import assume, event, given, note, settings
 from hypothesis import strategies as st
 
 from conformance import assertions, backend, oracle, strategies, tolerance
 from conformance.target import HyperZZWOperator
+
+
+def test_the_hypothesis_profile_is_the_one_asked_for():
+    """`HYPOTHESIS_PROFILE=thorough nox -s tests-jax` must run the thorough profile (nox passes the user's
+    choice through, `ci` only when none is set); this is what the run is using."""
+    asked = os.environ.get("HYPOTHESIS_PROFILE", "dev")
+    assert settings.default == settings.get_profile(asked), f"HYPOTHESIS_PROFILE={asked} but another profile is loaded"
 
 
 def _layer_and_kernel(x_shape, context_shape, dtype, data):
@@ -74,9 +83,15 @@ def test_invalid_shapes_raise_the_documented_error(bad, symbolic):
     with pytest.raises(ValueError) as info:
         layer(inputs)
     assert type(info.value) is ValueError
-    message = str(info.value)
-    assert message.startswith("`HyperZZWOperator` expects ")
-    assert message.endswith(f"Received: x.shape={x_shape}, context.shape={context_shape}")
+    received = f"Received: x.shape={x_shape}, context.shape={context_shape}"
+    expected = {
+        "x last dim": f"`HyperZZWOperator` expects the last dimension of `x` to be input_dim={input_dim}. {received}",
+        "x rank": f"`HyperZZWOperator` expects `x` to have rank >= 2, (batch_size, ..., input_dim). {received}",
+        "context rank": f"`HyperZZWOperator` expects `context` to have rank 2 or the rank of `x` ({len(x_shape)}). {received}",
+        "leading dims": "`HyperZZWOperator` expects the leading dimensions of `x` and `context` to be "
+        f"broadcast-compatible. {received}",
+    }[what]
+    assert str(info.value) == expected
 
 
 @given(pair=strategies.shape_pairs(max_rank=3), dtype=strategies.dtypes, data=st.data())
@@ -173,3 +188,101 @@ def test_rank2_context_equals_the_same_context_tiled(pair, dtype, data):
     out3 = backend.to_numpy(_call(layer, x, tiled, dtype))
     atol = 2 * tolerance.forward_atol(x, context, kernel, dtype, backend.NAME)
     assertions.assert_close(out3, out2, atol, "tiled context")
+
+
+CONTEXT_KINDS = ("float", "int32 one-hot", "bool")
+
+
+@pytest.mark.parametrize("policy", sorted(strategies.POLICIES))
+@settings(max_examples=max(3, settings.default.max_examples // 6))  # 6 policies share the profile's budget
+@given(
+    pair=strategies.user_shape_pairs(),
+    kind=st.sampled_from(CONTEXT_KINDS),
+    mode=st.sampled_from(["jit", "eager"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_outputs_and_gradients_match_the_exact_oracle(policy, pair, kind, mode, seed):
+    """Shapes users have (ranks 2-5, both context forms, broadcasts, batch 0 to 40, dims up to 320), every
+    dtype policy, float, integer and boolean contexts: the output and the gradients w.r.t. x, context and
+    hyper_kernel, eager or compiled, are within the derived tolerance of the exact oracle, in the right
+    dtypes."""
+    x_shape, context_shape = pair
+    compute, variable = strategies.POLICIES[policy]
+    # The worst-case bound gamma(n) = n u / (1 - n u) says nothing once n u nears 1 (bfloat16: u = 2**-8, so
+    # a reduction of 128 terms may in the worst case lose every bit); such draws are outside what a
+    # worst-case tolerance can check, and are left out here (they still run in float32/float64).
+    longest = max(tolerance.reduction_lengths(x_shape, context_shape, (context_shape[-1], x_shape[-1])).values())
+    assume(tolerance.gamma(longest + 2, compute) <= 0.5)
+    event(f"policy {policy}")
+    event(f"context {kind}")
+    event(f"mode {mode}")
+    rng = np.random.default_rng(seed)
+    x = strategies.random_values(seed, x_shape, compute)
+    kernel = strategies.random_values(seed + 1, (context_shape[-1], x_shape[-1]), compute, zeros=0.02)
+    if kind == "float":
+        context, context_dtype = strategies.random_values(seed + 2, context_shape, compute), compute
+    else:
+        context = np.eye(context_shape[-1])[rng.integers(0, context_shape[-1], context_shape[:-1])]
+        context_dtype = "int32" if kind == "int32 one-hot" else "bool"
+    g = strategies.random_values(seed + 3, strategies.output_shape(x_shape, context_shape), compute, zeros=0.0)
+    layer = HyperZZWOperator(x_shape[-1], dtype=policy)
+    layer.build([x_shape, context_shape])
+    args = [backend.tensor(x, compute), backend.tensor(context, context_dtype), backend.tensor(kernel, variable)]
+    what = f"{x_shape}/{context_shape}/{policy}/{kind}/{mode}"
+
+    def forward(x, context, kernel):
+        # As Keras's own trainers do: the layer's __call__ (so the policy's autocasting applies), with the
+        # kernel given by value instead of read from the variable (so it can be traced and differentiated).
+        with keras.StatelessScope(state_mapping=[(layer.hyper_kernel, kernel)]):
+            return layer([x, context])
+
+    out = forward(*args) if mode == "eager" else backend.COMPILERS["jit"][1](forward)(*args)
+    assertions.assert_dtype(backend.dtype_of(out), compute, what)
+    assertions.assert_close(
+        backend.to_numpy(out), oracle.forward(x, context, kernel, compute),
+        tolerance.forward_atol(x, context, kernel, compute, backend.NAME), what,
+    )
+
+    g_tensor = backend.tensor(g, compute)
+    differentiable = [0, 2] if kind != "float" else [0, 1, 2]
+
+    def loss(*diff_args):
+        full = list(args)
+        for i, a in zip(differentiable, diff_args):
+            full[i] = a
+        return keras.ops.sum(keras.ops.cast(g_tensor * forward(*full), "float32" if compute != "float64" else compute))
+
+    grad_fn = backend.gradients if mode == "eager" else backend.compiled_gradients
+    grads = dict(zip(differentiable, grad_fn(loss, [args[i] for i in differentiable])))
+    expected = oracle.gradients(x, context, kernel, g, compute)
+    atols = tolerance.gradient_atols(x, context, kernel, g, compute, backend.NAME)
+    for i, name in enumerate(("dx", "dcontext", "dkernel")):
+        if i not in grads:
+            continue
+        assertions.assert_dtype(backend.dtype_of(grads[i]), variable if i == 2 else compute, f"{what} {name}")
+        assertions.assert_close(backend.to_numpy(grads[i]), expected[i], atols[i], what, what=name)
+
+
+@given(
+    pair=strategies.user_shape_pairs(max_rank=6),
+    policy=strategies.policies,
+    context_dtype=st.sampled_from(["float", "int32", "bool"]),
+    data=st.data(),
+)
+def test_symbolic_shapes_with_unknown_dims(pair, policy, context_dtype, data):
+    """Any leading dim of x or context may be unknown (None) when a functional model is built: the layer
+    must accept every valid pair and infer the output shape (a known dim wins over None and 1), dtype and
+    context_dim."""
+    x_shape, context_shape = pair
+    x_mask = data.draw(st.lists(st.booleans(), min_size=len(x_shape) - 1, max_size=len(x_shape) - 1), label="x unknown")
+    c_mask = data.draw(st.lists(st.booleans(), min_size=len(context_shape) - 1, max_size=len(context_shape) - 1), label="context unknown")
+    xs, cs = strategies.symbolic(x_shape, x_mask), strategies.symbolic(context_shape, c_mask)
+    event(f"unknown dims: {sum(x_mask) + sum(c_mask)}")
+    compute, _ = strategies.POLICIES[policy]
+    dtype = compute if context_dtype == "float" else context_dtype
+    layer = HyperZZWOperator(x_shape[-1], dtype=policy)
+    out = layer([keras.Input(batch_shape=xs, dtype=compute), keras.Input(batch_shape=cs, dtype=dtype)])
+    assert tuple(out.shape) == strategies.symbolic_output_shape(xs, cs), (xs, cs)
+    assert backend.dtype_of(out) == compute
+    assert layer.context_dim == context_shape[-1]
+    assert layer.compute_output_shape([xs, cs]) == strategies.symbolic_output_shape(xs, cs)
