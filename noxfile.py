@@ -6,6 +6,7 @@ only) and then prints the report; ``nox -s tests-jax`` runs one backend; ``nox -
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -44,8 +45,22 @@ def backend_env(session: nox.Session, backend: str) -> dict[str, str]:
     }
 
 
+def _install_once(session: nox.Session, *args: str) -> None:
+    """`session.install(*args)`, skipped when this virtualenv already holds exactly that set: the same
+    arguments, pyproject.toml and constraints (a reused venv otherwise spends ~7 s per session asking pip)."""
+    stamp_file = Path(session.virtualenv.location) / ".hyperzzw-installed"
+    stamp = hashlib.sha256(
+        "\0".join(args).encode() + (ROOT / "pyproject.toml").read_bytes() + Path(CONSTRAINTS).read_bytes()
+    ).hexdigest()
+    if stamp_file.is_file() and stamp_file.read_text() == stamp:
+        session.log("packages unchanged since the last install in this virtualenv: not reinstalling")
+        return
+    session.install(*args)
+    stamp_file.write_text(stamp)
+
+
 def install(session: nox.Session, *extras: str) -> None:
-    session.install("-c", CONSTRAINTS, "-e", f".[{','.join(extras)}]")
+    _install_once(session, "-c", CONSTRAINTS, "-e", f".[{','.join(extras)}]")
 
 
 def per_backend(name: str, **kwargs):
@@ -76,26 +91,27 @@ def tests(session: nox.Session, backend: str) -> None:
     # A previous run's record must never stand in for this one (the suite removes it too, at its start).
     observed.unlink(missing_ok=True)
     env["HYPERZZW_OBSERVED"] = str(observed)
-    session.run("pytest", *session.posargs, env=env)
+    # Two pytest-xdist workers (the CI machine has 2 cores); `-- -n 0` after it runs in one process.
+    session.run("pytest", "-n", "2", *session.posargs, env=env)
 
 
 @nox.session
 def report(session: nox.Session) -> None:
     """Compare what the three backends observed and print the cross-backend agreement table."""
-    session.install("-c", CONSTRAINTS, "numpy")
+    _install_once(session, "-c", CONSTRAINTS, "numpy")
     session.run("python", "scripts/report.py", "--reports", str(REPORTS), *session.posargs)
 
 
 @nox.session(tags=["tests"])
 def golden_check(session: nox.Session) -> None:
     """Check golden/ is intact and current, and the oracle exact and machine-independent (no backend needed)."""
-    session.install("-c", CONSTRAINTS, *nox.project.dependency_groups(PYPROJECT, "oracle"))
+    _install_once(session, "-c", CONSTRAINTS, *nox.project.dependency_groups(PYPROJECT, "oracle"))
     # No posargs: `nox -t tests -- -k golden` passes pytest options meant for the test sessions.
     session.run("python", "scripts/regenerate_golden.py", "--check")
     # The backend-independent tests, once (the backend sessions' conftest leaves them out); --noconftest:
     # that conftest imports keras, which this session does not have.
     session.run(
-        "pytest", "--noconftest", "-p", "no:cacheprovider",
+        "pytest", "--noconftest", "-p", "no:cacheprovider", "-n", "2",
         "conformance/test_oracle.py", "conformance/test_fixtures.py", "conformance/test_report.py",
     )
 

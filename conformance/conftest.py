@@ -37,8 +37,8 @@ def pytest_sessionstart(session):
     from conformance import golden
 
     path = os.environ.get(observed.ENV_VAR)
-    if path:  # a previous session's record must not stand in for this one, whatever happens next
-        Path(path).unlink(missing_ok=True)
+    if path and not hasattr(session.config, "workerinput"):
+        Path(path).unlink(missing_ok=True)  # a previous session's record must not stand in for this one
     try:
         golden.check_catalogue(golden.read_manifest())
     except golden.GoldenError as exc:
@@ -81,19 +81,43 @@ def pytest_deselected(items):
     _DESELECTED += len(items)
 
 
+_WORKERS: dict = {"collected": 0, "deselected": 0}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist (`-n 2`, as the nox sessions run): each worker hands its observations to the controller,
+    which writes the one record."""
+    output = getattr(node, "workeroutput", {}).get("hyperzzw")
+    if output:
+        record = _observations()
+        record.data["numeric"].update(output["numeric"])
+        record.data["errors"].update(output["errors"])
+        # every worker collects (and deselects from) the whole suite
+        _WORKERS["collected"] = max(_WORKERS["collected"], output["collected"])
+        _WORKERS["deselected"] = max(_WORKERS["deselected"], output["deselected"])
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Writes the observations with how the session went: its exit status and whether it ran the whole
     suite (no test paths or node ids given, no -k, no -m, nothing deselected, no early stop)."""
+    config = session.config
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller writes the record
+        record = _observations().data
+        config.workeroutput["hyperzzw"] = {
+            "numeric": record["numeric"], "errors": record["errors"],
+            "collected": session.testscollected, "deselected": _DESELECTED,
+        }
+        return
     path = os.environ.get(observed.ENV_VAR)
     if not path:
         return
-    config = session.config
     selection = {
         "args": [str(a) for a in config.invocation_params.args],
         "keyword": config.option.keyword or "",
         "markexpr": config.option.markexpr or "",
-        "deselected": _DESELECTED,
-        "collected": session.testscollected,
+        "deselected": max(_DESELECTED, _WORKERS["deselected"]),
+        "collected": max(session.testscollected, _WORKERS["collected"]),
         "failed": session.testsfailed,
         "paths_given": config.args_source != pytest.Config.ArgsSource.TESTPATHS,
         "maxfail": config.option.maxfail,

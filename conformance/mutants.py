@@ -107,6 +107,13 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "weights = ops.matmul(context, self.hyper_kernel)",
         "weights = ops.matmul(context, ops.convert_to_tensor(self.hyper_kernel.value))",
     ),
+    # Not an honest mistake but a sensitivity probe: the forward pass is untouched (k + 1e-5 * (k - k) is k,
+    # exactly) and only the kernel gradient is scaled by 1 + 1e-5; the per-step training bound must see it.
+    "kernel gradient alone off by 1e-5": (
+        "            weights = ops.matmul(context, self.hyper_kernel)",
+        "            kernel = self.hyper_kernel + 1e-5 * (self.hyper_kernel - ops.stop_gradient(self.hyper_kernel))\n"
+        "            weights = ops.matmul(context, kernel)",
+    ),
     # serialization
     "context_dim missing from the config": ('                "context_dim": self.context_dim,\n', ""),
     "initializer serialized as the default": (

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
+import types
 
 import numpy as np
 import pytest
@@ -90,20 +87,21 @@ def test_subnormal_behaviour(dtype, golden_manifest):
         )
 
 
-def test_a_broken_manifest_stops_the_session_with_one_message(tmp_path):
-    """Every golden test needs the manifest: when it is unreadable the session says so once, with the fix,
-    and stops, instead of failing each golden test with the same message."""
+def test_a_broken_manifest_stops_the_session_with_one_message(tmp_path, monkeypatch):
+    """Every golden test needs the manifest: when it is unreadable the session stops at its start with one
+    message and the fix (`pytest.exit` from `conftest.pytest_sessionstart`), instead of failing each golden
+    test with the same message."""
+    from conformance import conftest
+
     broken = tmp_path / "golden"
     shutil.copytree(golden.ROOT, broken)
     (broken / "manifest.json").write_text("{not json")
-    env = {**os.environ, "HYPERZZW_GOLDEN": str(broken)}
-    env.pop("HYPERZZW_OBSERVED", None)
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "conformance/test_golden.py"],
-        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=600,
-    )
-    output = run.stdout + run.stderr
-    assert run.returncode == int(pytest.ExitCode.USAGE_ERROR), output[-3000:]
-    # pytest prints an exit reason once on stdout (and repeats it on stderr)
-    assert run.stdout.count("manifest.json is damaged: not valid JSON") == 1, output[-3000:]
-    assert "git checkout -- golden/" in output and " passed" not in output and " failed" not in output
+    monkeypatch.setattr(golden, "ROOT", broken)
+    monkeypatch.setattr(golden, "MANIFEST", broken / "manifest.json")
+    monkeypatch.delenv("HYPERZZW_OBSERVED", raising=False)
+    session = types.SimpleNamespace(config=types.SimpleNamespace())
+    with pytest.raises(pytest.exit.Exception) as info:
+        conftest.pytest_sessionstart(session)
+    assert info.value.returncode == pytest.ExitCode.USAGE_ERROR
+    assert str(info.value.msg).startswith(f"golden fixture {broken / 'manifest.json'} is damaged: not valid JSON")
+    assert "git checkout -- golden/" in info.value.msg
