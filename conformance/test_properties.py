@@ -194,7 +194,7 @@ CONTEXT_KINDS = ("float", "int32 one-hot", "bool")
 
 
 @pytest.mark.parametrize("policy", sorted(strategies.POLICIES))
-@settings(max_examples=max(3, settings.default.max_examples // 6))  # 6 policies share the profile's budget
+@settings(max_examples=max(3, settings.default.max_examples // 8))  # 6 policies share the profile's budget
 @given(
     pair=strategies.user_shape_pairs(),
     kind=st.sampled_from(CONTEXT_KINDS),
