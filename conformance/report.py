@@ -141,7 +141,7 @@ def build(reports: Path) -> dict:
         if missing:
             problems.append(f"{backend}: {len(missing)} expected observations missing (e.g. {', '.join(missing[:3])})")
 
-    rows, cache = [], {}
+    rows, cache, wrong_dtypes = [], {}, {}
     keys = sorted(set().union(*(run["numeric"] for run in runs.values()))) if runs else []
     for key in keys:
         expected = _expected(key, manifest, cache)
@@ -166,7 +166,7 @@ def build(reports: Path) -> dict:
             result["dtype"] = entry["dtype"]
             if entry["dtype"] != dtype:
                 result["ok"] = False
-                problems.append(f"{backend}: {key} came out as {entry['dtype']}, expected {dtype}")
+                wrong_dtypes.setdefault(backend, []).append(f"{key}: {entry['dtype']}, expected {dtype}")
             row["backends"][backend] = result
             row["ok"] &= result["ok"]
         for a, b in itertools.combinations([b for b in BACKENDS if b in row["backends"]], 2):
@@ -175,6 +175,8 @@ def build(reports: Path) -> dict:
             row["pairs"][f"{a}~{b}"] = result
             row["ok"] &= result["ok"]
         rows.append(row)
+    for backend, wrong in wrong_dtypes.items():
+        problems.append(f"{backend}: {len(wrong)} observations came out in the wrong dtype (e.g. {'; '.join(wrong[:2])})")
     bad_rows = [r["key"] for r in rows if not r["ok"]]
     if bad_rows:
         problems.append(f"{len(bad_rows)} numeric rows out of tolerance or disagreeing (e.g. {', '.join(bad_rows[:3])})")

@@ -104,7 +104,9 @@ def test_a_wrong_dtype_fails_the_report(tmp_path, records):
     def float32(r):
         r["numeric"]["rank2-float64/output/eager"]["dtype"] = "float32"
     result = _report(tmp_path, _broken(records, "tensorflow", float32))
-    assert result["problems"][0] == "tensorflow: rank2-float64/output/eager came out as float32, expected float64"
+    assert result["problems"][0] == (
+        "tensorflow: 1 observations came out in the wrong dtype (e.g. rank2-float64/output/eager: float32, expected float64)"
+    )
 
 
 def test_different_layer_files_fail_the_report(tmp_path, records):
