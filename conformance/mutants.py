@@ -103,9 +103,10 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "integer inputs cast to float32, not the compute dtype": (
         "            tensor = ops.cast(tensor, self.compute_dtype)", '            tensor = ops.cast(tensor, "float32")'
     ),
-    "kernel read in the variable dtype (mixed precision)": (
+    # (Reading `self.hyper_kernel.value` instead would be no defect: Keras autocasts `.value` too.)
+    "kernel cast to the variable dtype (mixed precision)": (
         "weights = ops.matmul(context, self.hyper_kernel)",
-        "weights = ops.matmul(context, ops.convert_to_tensor(self.hyper_kernel.value))",
+        "weights = ops.matmul(context, ops.cast(self.hyper_kernel, self.variable_dtype))",
     ),
     # Not an honest mistake but a sensitivity probe: the forward pass is untouched (k + 1e-5 * (k - k) is k,
     # exactly) and only the kernel gradient is scaled by 1 + 1e-5; the per-step training bound must see it.
