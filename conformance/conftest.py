@@ -28,7 +28,8 @@ settings.register_profile("dev", max_examples=15, phases=_quick, **_common)
 settings.register_profile(
     "thorough", max_examples=500, phases=list(Phase), verbosity=Verbosity.normal, **_common
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")
+settings.load_profile(PROFILE)
 
 
 def pytest_sessionstart(session):
@@ -55,7 +56,8 @@ def pytest_report_header(config):
         f"hyperzzw conformance: backend={backend.NAME} {backend.LIBRARY_VERSION}, keras={keras.__version__}, "
         f"numpy={np.__version__}{x64}",
         f"layer under test: {target.ORIGIN}",
-        f"hypothesis profile: {settings.default}",
+        f"hypothesis profile: {PROFILE} (max_examples={settings.default.max_examples}, "
+        f"derandomize={settings.default.derandomize})",
     ]
 
 
