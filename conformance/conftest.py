@@ -85,6 +85,20 @@ def pytest_deselected(items):
 
 _WORKERS: dict = {"collected": 0, "deselected": 0}
 
+# The longest tests (measured with --durations; each compiles per example or spawns processes). Under xdist
+# they start first, so that they run beside the many short ones instead of being the tail of the run.
+_SLOW_FIRST = (
+    "test_training.py::test_sgd_steps_match_the_oracle[jit_compile]",
+    "test_properties.py::test_outputs_and_gradients_match_the_exact_oracle",
+    "test_properties.py::test_symbolic_shapes_with_unknown_dims",
+    "test_vendoring.py::test_vendored_copy_in_subprocess",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    if hasattr(config, "workerinput"):  # every worker sorts the same way, as xdist requires
+        items.sort(key=lambda item: not any(slow in item.nodeid for slow in _SLOW_FIRST))
+
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
