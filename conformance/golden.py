@@ -3,16 +3,18 @@
 Layout of `golden/` (documented for readers in `golden/README.md`):
 
 - `cases/<case id>.npz`: per case, the inputs (`x`, `context`, `kernel`, `cotangent`) and the oracle's
-  `output`, `dx`, `dcontext`, `dkernel`, each rounded to the case's dtype and stored in the NumPy dtype that
-  holds it exactly (bfloat16 values in float32);
-- `training.npz`: the training run's data, initial weights, loss trajectory and final weights;
+  exact `output`, `dx`, `dcontext`, `dkernel`, each rounded once to the case's dtype and stored in the NumPy
+  dtype that holds it exactly (bfloat16 values in float32);
+- `training.npz`: the training run's data, its reference states (one exact SGD step each, from the previous
+  stored state), the losses and the per-step bounds;
 - `errors.json`: the expected `(exception type, message)` of every bad-input entry and mode;
 - `keras/saved-<backend>.keras`: a small model saved by each backend, loaded by every backend;
-- `manifest.json`: provenance (generator, oracle, NumPy version, seed, the case catalogue's hash), each
-  case's definition and tolerance summary, and a sha256 per file.
+- `manifest.json`: provenance (generator, oracle, input draws, seed, the case catalogue's hash), each
+  case's definition and tolerance summary, the training rule, and a sha256 per file.
 
-Only `scripts/regenerate_golden.py` writes here. Readers verify checksums and the catalogue hash first and
-fail with a message naming the file and the command that regenerates it.
+Only `scripts/regenerate_golden.py` writes here, and only bytes that changed. Readers verify checksums and
+the catalogue hash first; a file whose bytes are wrong is *damaged* (restore it from git), fixtures that
+are intact but no longer what the oracle gives are *stale* (regenerate them).
 """
 
 from __future__ import annotations
