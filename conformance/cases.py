@@ -21,6 +21,15 @@ from conformance import oracle
 
 SEED = 20261122
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+# Every dtype policy the layer supports: name -> (compute dtype, variable dtype).
+POLICIES = {
+    "float16": ("float16", "float16"),
+    "bfloat16": ("bfloat16", "bfloat16"),
+    "float32": ("float32", "float32"),
+    "float64": ("float64", "float64"),
+    "mixed_float16": ("float16", "float32"),
+    "mixed_bfloat16": ("bfloat16", "float32"),
+}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,11 +41,7 @@ def shape_pairs(draw, min_rank: int = 2, max_rank: int = 4, max_batch: int = 5, 
     return tuple(x_lead) + (input_dim,), tuple(context_lead) + (context_dim,)
 
 
-def output_shape(x_shape, context_shape):
-    lead = np.broadcast_shapes(
-        tuple(x_shape[:-1]), tuple(context_shape[:-1]) + (1,) * (len(x_shape) - len(context_shape))
-    )
-    return tuple(lead) + (x_shape[-1],)
+output_shape = cases.output_shape
 
 
 def values(shape, dtype: str, magnitude: float = 4.0, smallest: float = 0.0):
@@ -94,15 +90,7 @@ def bad_shape_pairs(draw):
 
 # --- shapes users have, for the properties against the exact oracle ------------------------------------------
 
-# Every dtype policy: name -> (compute dtype, variable dtype).
-POLICIES = {
-    "float16": ("float16", "float16"),
-    "bfloat16": ("bfloat16", "bfloat16"),
-    "float32": ("float32", "float32"),
-    "float64": ("float64", "float64"),
-    "mixed_float16": ("float16", "float32"),
-    "mixed_bfloat16": ("bfloat16", "float32"),
-}
+POLICIES = cases.POLICIES  # name -> (compute dtype, variable dtype)
 policies = st.sampled_from(sorted(POLICIES))
 # Feature sizes up to a few hundred, half of the draws small (1-8: no SIMD lane filled, dims of 1).
 feature_dims = st.sampled_from(["small", "small", "medium", "large"]).flatmap(

@@ -6,18 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from conformance import assertions, backend, oracle, tolerance
+from conformance import assertions, backend, cases, oracle, tolerance
 from conformance.target import HyperZZWOperator
 
-# policy -> (compute dtype, variable dtype)
-POLICIES = {
-    "float16": ("float16", "float16"),
-    "bfloat16": ("bfloat16", "bfloat16"),
-    "float32": ("float32", "float32"),
-    "float64": ("float64", "float64"),
-    "mixed_float16": ("float16", "float32"),
-    "mixed_bfloat16": ("bfloat16", "float32"),
-}
+POLICIES = cases.POLICIES  # policy -> (compute dtype, variable dtype)
 INPUT_DTYPES = ["float16", "bfloat16", "float32", "float64", "int32", "int64", "bool"]
 
 
