@@ -87,9 +87,6 @@ def carriers(case: cases.Case, arrays: dict[str, np.ndarray]) -> dict[str, np.nd
     return out
 
 
-TRAINING_ARRAYS = ("x", "context", "y", "kernels", "ws", "losses", "loss_atol", "kernel_atol", "w_atol")
-
-
 def compute_training() -> dict[str, np.ndarray]:
     """The training run's reference: from the stored state `(kernels[k], ws[k])` one exact SGD step gives
     `losses[k]` and `(kernels[k + 1], ws[k + 1])`, each rounded once to float32, with the per-step bounds
@@ -260,8 +257,9 @@ def record_keras_file(path: str, data: bytes) -> bool:
     (intact) already holds the same content; returns whether it wrote. So regenerating twice changes no byte."""
     full = ROOT / path
     manifest = read_manifest()
-    if full.is_file() and manifest["sha256"].get(path) == sha256(full.read_bytes()):
-        if keras_file_content(full.read_bytes()) == keras_file_content(data):
+    stored = full.read_bytes() if full.is_file() else None
+    if stored is not None and manifest["sha256"].get(path) == sha256(stored):
+        if keras_file_content(stored) == keras_file_content(data):
             return False
     (ROOT / path).parent.mkdir(parents=True, exist_ok=True)
     (ROOT / path).write_bytes(data)

@@ -147,9 +147,6 @@ class Exact:
         """The sign bit of each finite value (zeros included)."""
         return (self.n < 0) | ((self.n == 0) & self.negzero)
 
-    def __getitem__(self, index) -> "Exact":
-        return Exact(self.n[index], self.e, self.cls[index], self.negzero[index])
-
     def reshape(self, shape) -> "Exact":
         return Exact(self.n.reshape(shape), self.e, self.cls.reshape(shape), self.negzero.reshape(shape))
 
@@ -211,10 +208,6 @@ class Exact:
         return Exact(np.expand_dims(self.n, axis), self.e, np.expand_dims(self.cls, axis),
                      np.expand_dims(self.negzero, axis))
 
-    def broadcast_to(self, shape) -> "Exact":
-        return Exact(np.broadcast_to(self.n, shape), self.e, np.broadcast_to(self.cls, shape),
-                     np.broadcast_to(self.negzero, shape))
-
     def round(self, dtype: str = "float64", upward: bool = False) -> np.ndarray:
         """Every element rounded once to `dtype` (returned as float64, which holds it exactly): to nearest,
         ties to even, or with `upward` toward +Inf (for magnitudes that must bound an error from above)."""
@@ -232,41 +225,58 @@ class Exact:
         return out.reshape(self.shape)
 
 
-def _broadcast_weights(weights: Exact, x_ndim: int) -> Exact:
+# --- the formulas, once, for any array type ------------------------------------------------------------------
+#
+# Written against a small interface (`*`, `.shape`, `.reshape`, `.transpose()`, and the two functions passed
+# in) so that the exact oracle here (`Exact`) and the tolerance magnitudes (`conformance.tolerance`, float64
+# in a fixed summation order) evaluate the very same formula.
+
+
+def broadcast_weights(weights, x_ndim: int):
     """`context @ kernel` in x's layout: a rank-2 context's row applies at every position of x."""
     if len(weights.shape) == 2 and x_ndim > 2:
-        return weights.reshape(weights.shape[:1] + (1,) * (x_ndim - 2) + weights.shape[1:])
+        return weights.reshape(tuple(weights.shape[:1]) + (1,) * (x_ndim - 2) + tuple(weights.shape[1:]))
     return weights
 
 
-def _sum_to(array: Exact, shape: tuple) -> Exact:
-    """Sums `array` over the axes along which `shape` was broadcast to `array.shape`."""
+def sum_to(array, shape: tuple, sum_axes):
+    """Sums `array` over the axes along which `shape` was broadcast to `array.shape`; `sum_axes(array, axes)`
+    sums over `axes` keeping them."""
     lead = len(array.shape) - len(shape)
-    if lead:
-        array = array.sum(tuple(range(lead)))
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and array.shape[i] != 1)
-    return array.sum(axes, keepdims=True) if axes else array
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and array.shape[lead + i] != 1
+    )
+    return sum_axes(array, axes).reshape(tuple(shape)) if axes else array
+
+
+def forward_formula(x, context, kernel, matmul):
+    return x * broadcast_weights(matmul(context, kernel), len(x.shape))
+
+
+def gradient_formulas(x, context, kernel, g, matmul, sum_axes):
+    """(dx, dcontext, dkernel) of `sum(g * x * (context @ kernel))`, each summed over its broadcast axes."""
+    weights = broadcast_weights(matmul(context, kernel), len(x.shape))
+    dx = sum_to(g * weights, x.shape, sum_axes)
+    d_weights = sum_to(g * x, weights.shape, sum_axes)  # the gradient w.r.t. (c @ K), in c's layout
+    if len(context.shape) == 2 and len(x.shape) > 2:
+        d_weights = d_weights.reshape((d_weights.shape[0], d_weights.shape[-1]))
+    dc = matmul(d_weights, kernel.transpose())
+    flat_c = context.reshape((-1, context.shape[-1])).transpose()
+    dk = matmul(flat_c, d_weights.reshape((-1, kernel.shape[1])))
+    return dx, dc, dk
+
+
+def _exact_sum_axes(array: Exact, axes: tuple) -> Exact:
+    return array.sum(axes, keepdims=True)
 
 
 def exact_forward(x, context, kernel) -> Exact:
-    x, context, kernel = Exact.of(x), Exact.of(context), Exact.of(kernel)
-    weights = _broadcast_weights(context.matmul(kernel), len(x.shape))
-    return x * weights
+    return forward_formula(Exact.of(x), Exact.of(context), Exact.of(kernel), Exact.matmul)
 
 
 def exact_gradients(x, context, kernel, cotangent) -> tuple[Exact, Exact, Exact]:
-    x_shape, context_shape = np.shape(x), np.shape(context)
-    x, context, kernel, g = (Exact.of(a) for a in (x, context, kernel, cotangent))
-    weights = _broadcast_weights(context.matmul(kernel), len(x_shape))
-    dx = _sum_to(g * weights, x_shape)
-    d_weights = _sum_to(g * x, weights.shape)  # the gradient w.r.t. (c @ K), in c's layout
-    if len(context_shape) == 2 and len(x_shape) > 2:
-        d_weights = d_weights.reshape((d_weights.shape[0], d_weights.shape[-1]))
-    dc = d_weights.matmul(kernel.transpose())
-    flat_c = context.reshape((-1, context_shape[-1])).transpose()
-    flat_dw = d_weights.reshape((-1, kernel.shape[1]))
-    dk = flat_c.matmul(flat_dw)
-    return dx, dc, dk
+    args = (Exact.of(a) for a in (x, context, kernel, cotangent))
+    return gradient_formulas(*args, matmul=Exact.matmul, sum_axes=_exact_sum_axes)
 
 
 def forward(x, context, kernel, dtype: str = "float64") -> np.ndarray:

@@ -22,11 +22,15 @@ BACKENDS = ("jax", "torch", "tensorflow")
 
 
 @functools.lru_cache(maxsize=None)
+def _case_arrays(case_id: str) -> dict:
+    """A golden case's stored arrays, read and verified once per process (a report run changes none)."""
+    return golden.load_case(cases.by_id(case_id))
+
+
+@functools.lru_cache(maxsize=None)
 def _case_atols(case_id: str, backend: str | None) -> dict:
-    """A golden case's elementwise tolerances for one backend (cached: they depend on the stored inputs
-    only, which a report run does not change)."""
-    case = cases.by_id(case_id)
-    arrays = golden.load_case(case)
+    """A golden case's elementwise tolerances for one backend (they depend on the stored inputs only)."""
+    case, arrays = cases.by_id(case_id), _case_arrays(case_id)
     x, context, kernel, g = arrays["x"], arrays["context"], arrays["kernel"], arrays["cotangent"]
     dx, dcontext, dkernel = tolerance.gradient_atols(x, context, kernel, g, case.dtype, backend)
     return {"output": tolerance.forward_atol(x, context, kernel, case.dtype, backend),
@@ -49,11 +53,7 @@ def _expected(key: str, manifest: dict, cache: dict):
         case = cases.by_id(name)
     except KeyError:
         return None
-    arrays = cache.get(name)
-    if arrays is None:
-        arrays = golden.load_case(case, manifest)
-        cache[name] = arrays
-    return arrays[quantity], case.dtype, lambda b: _case_atols(case.id, b)[quantity]
+    return _case_arrays(case.id)[quantity], case.dtype, lambda b: _case_atols(case.id, b)[quantity]
 
 
 def _agree(a: np.ndarray, b: np.ndarray, atol, underflow: np.ndarray) -> dict:
@@ -149,7 +149,6 @@ def build(reports: Path) -> dict:
             problems.append(f"an observation the report does not know: {key}")
             continue
         values, dtype, atol_for = expected
-        atol_for = functools.lru_cache(maxsize=None)(atol_for)  # once per backend, not once per pair
         # Underflow range: the oracle value is subnormal, or some backend's tolerance is mostly the floor
         # for flushed subnormals (more than twice the IEEE tolerance, which has a negligible floor).
         with np.errstate(invalid="ignore"):

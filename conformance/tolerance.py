@@ -46,7 +46,7 @@ import math
 
 import numpy as np
 
-from conformance import oracle
+from conformance import cases, oracle
 
 # eps: the distance from 1.0 to the next larger value of each dtype (2 ** -mantissa_bits).
 EPS = {name: 2.0 ** -mantissa for name, (mantissa, _, _) in oracle.FORMATS.items()}
@@ -80,11 +80,7 @@ def gamma(n: int, dtype: str) -> float:
 
 def reduction_lengths(x_shape, context_shape, kernel_shape) -> dict[str, int]:
     """The reduction length `n` of each quantity (see the module docstring)."""
-    out_shape = np.broadcast_shapes(
-        tuple(x_shape[:-1]),
-        tuple(context_shape[:-1]) + (1,) * (len(x_shape) - len(context_shape)),
-    )
-    positions = math.prod(out_shape)
+    positions = math.prod(cases.output_shape(x_shape, context_shape)[:-1])
     x_positions = math.prod(x_shape[:-1])
     c_positions = math.prod(context_shape[:-1])
     context_dim, input_dim = kernel_shape
@@ -121,19 +117,6 @@ def _seq_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _seq_sum(a[..., :, :, None] * b[:, :], (a.ndim - 1,)).squeeze(a.ndim - 1)
 
 
-def _weights(x_ndim: int, context: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    weights = _seq_matmul(context, kernel)
-    if context.ndim == 2 and x_ndim > 2:
-        weights = weights.reshape(weights.shape[:1] + (1,) * (x_ndim - 2) + weights.shape[1:])
-    return weights
-
-
-def _sum_to(array: np.ndarray, shape: tuple) -> np.ndarray:
-    lead = array.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and array.shape[lead + i] != 1)
-    return _seq_sum(array, axes).reshape(shape) if axes else array
-
-
 def _inflate(lengths: dict[str, int]) -> float:
     chain = sum(lengths.values()) + 8  # at least every float64 operation on any path to one result
     return 1 + 2 * gamma(chain + 2, "float64")
@@ -144,24 +127,16 @@ def magnitude_forward(x, context, kernel) -> np.ndarray:
     x, context, kernel = (np.abs(np.asarray(a, dtype=np.float64)) for a in (x, context, kernel))
     lengths = reduction_lengths(x.shape, context.shape, kernel.shape)
     with np.errstate(all="ignore"):  # non-finite magnitudes belong to non-finite expected values
-        return (x * _weights(x.ndim, context, kernel)) * _inflate(lengths)
+        return oracle.forward_formula(x, context, kernel, _seq_matmul) * _inflate(lengths)
 
 
 def magnitude_gradients(x, context, kernel, cotangent) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Upper bounds of the gradient formulas (`conformance.oracle.gradients`) on absolute values."""
+    """Upper bounds of the gradient formulas (`conformance.oracle.gradient_formulas`) on absolute values."""
     x, context, kernel, g = (np.abs(np.asarray(a, dtype=np.float64)) for a in (x, context, kernel, cotangent))
     inflate = _inflate(reduction_lengths(x.shape, context.shape, kernel.shape))
     with np.errstate(all="ignore"):
-        weights = _weights(x.ndim, context, kernel)
-        dx = _sum_to(g * weights, x.shape)
-        d_weights = _sum_to(g * x, weights.shape)
-        if context.ndim == 2 and x.ndim > 2:
-            d_weights = d_weights.reshape(d_weights.shape[0], d_weights.shape[-1])
-        dc = _seq_matmul(d_weights, kernel.T)
-        flat_c = context.reshape(-1, context.shape[-1])
-        flat_dw = d_weights.reshape(-1, kernel.shape[1])
-        dk = _seq_matmul(flat_c.T, flat_dw)
-        return dx * inflate, dc * inflate, dk * inflate
+        grads = oracle.gradient_formulas(x, context, kernel, g, matmul=_seq_matmul, sum_axes=_seq_sum)
+        return tuple(q * inflate for q in grads)
 
 
 def forward_atol(x, context, kernel, dtype: str, backend_name: str | None = None) -> np.ndarray:
