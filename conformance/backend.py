@@ -75,15 +75,18 @@ def gradients(fn: Callable, args: Sequence) -> list:
         args = [a.detach().clone().requires_grad_(True) for a in args]
         grads = torch.autograd.grad(fn(*args), args)
     elif NAME == "tensorflow":
-        args = [tf.convert_to_tensor(a) for a in args]
-        with tf.GradientTape() as tape:
-            for a in args:
-                tape.watch(a)
-            loss = fn(*args)
-        grads = tape.gradient(loss, args)
+        grads = _tape_gradients(fn, [tf.convert_to_tensor(a) for a in args])
     else:  # pragma: no cover
         raise NotImplementedError(NAME)
     return list(grads)
+
+
+def _tape_gradients(fn: Callable, args: list) -> list:
+    with tf.GradientTape() as tape:
+        for a in args:
+            tape.watch(a)
+        loss = fn(*args)
+    return tape.gradient(loss, args)
 
 
 def compiled_gradients(fn: Callable, args: Sequence) -> list:
@@ -93,15 +96,8 @@ def compiled_gradients(fn: Callable, args: Sequence) -> list:
     if NAME == "jax":
         return list(jax.jit(jax.grad(fn, argnums=tuple(range(len(args)))))(*args))
     if NAME == "tensorflow":
-        @tf.function(jit_compile=True)
-        def grad_fn(*xs):
-            with tf.GradientTape() as tape:
-                for a in xs:
-                    tape.watch(a)
-                loss = fn(*xs)
-            return tape.gradient(loss, list(xs))
-
-        return list(grad_fn(*[tf.convert_to_tensor(a) for a in args]))
+        compiled = tf.function(lambda *xs: _tape_gradients(fn, list(xs)), jit_compile=True)
+        return list(compiled(*[tf.convert_to_tensor(a) for a in args]))
     if NAME == "torch":
         _, compile_fn = COMPILERS["jit"]
         args = [a.detach().clone().requires_grad_(True) for a in args]
