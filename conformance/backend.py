@@ -89,17 +89,32 @@ def _tape_gradients(fn: Callable, args: list) -> list:
     return tape.gradient(loss, args)
 
 
-def compiled_gradients(fn: Callable, args: Sequence) -> list:
-    """Like `gradients`, but the forward and backward pass compiled the way each backend compiles them:
-    `jax.jit(jax.grad(fn))`, `tf.function(jit_compile=True)` around the tape, and on torch the forward
-    compiled by `torch.compile` (AOTAutograd traces and compiles the backward with it)."""
+def output_and_gradients(fn: Callable, args: Sequence, compiled: bool = False) -> tuple:
+    """`fn(*args)` returns `(loss, output)`: the output and the gradient of the scalar loss with respect to
+    each of `args`, from ONE evaluation of `fn` (eager, or compiled as `COMPILERS['jit']` compiles),
+    so a compiled forward and its backward come from the same trace (on torch: one `torch.compile`, whose
+    AOTAutograd graph also gives the backward)."""
+    argnums = tuple(range(len(args)))
     if NAME == "jax":
-        return list(jax.jit(jax.grad(fn, argnums=tuple(range(len(args)))))(*args))
-    if NAME == "tensorflow":
-        compiled = tf.function(lambda *xs: _tape_gradients(fn, list(xs)), jit_compile=True)
-        return list(compiled(*[tf.convert_to_tensor(a) for a in args]))
-    if NAME == "torch":
-        _, compile_fn = COMPILERS["jit"]
+        grad_fn = jax.value_and_grad(fn, argnums=argnums, has_aux=True)
+        (_, output), grads = (jax.jit(grad_fn) if compiled else grad_fn)(*args)
+    elif NAME == "tensorflow":
+
+        def taped(*xs):
+            with tf.GradientTape() as tape:
+                for a in xs:
+                    tape.watch(a)
+                loss, output = fn(*xs)
+            return output, tape.gradient(loss, list(xs))
+
+        output, grads = (tf.function(taped, jit_compile=True) if compiled else taped)(
+            *[tf.convert_to_tensor(a) for a in args]
+        )
+    elif NAME == "torch":
         args = [a.detach().clone().requires_grad_(True) for a in args]
-        return list(torch.autograd.grad(compile_fn(fn)(*args), args))
-    raise NotImplementedError(NAME)  # pragma: no cover
+        loss, output = (COMPILERS["jit"][1](fn) if compiled else fn)(*args)
+        grads = torch.autograd.grad(loss, args)
+        output = output.detach()
+    else:  # pragma: no cover
+        raise NotImplementedError(NAME)
+    return output, list(grads)
