@@ -75,7 +75,9 @@ def per_backend(name: str, **kwargs):
 
             session_func.__doc__ = f"{func.__doc__.rstrip('.')} ({backend})."
             session_func.__name__ = f"{name}_{backend}"
-            nox.session(name=f"{name}-{backend}", tags=[name], **kwargs)(session_func)
+            tags = [name, *kwargs.get("tags", ())]
+            options = {k: v for k, v in kwargs.items() if k != "tags"}
+            nox.session(name=f"{name}-{backend}", tags=tags, **options)(session_func)
         return func
 
     return register
@@ -93,6 +95,17 @@ def tests(session: nox.Session, backend: str) -> None:
     env["HYPERZZW_OBSERVED"] = str(observed)
     # Two pytest-xdist workers (the CI machine has 2 cores); `-- -n 0` after it runs in one process.
     session.run("pytest", "-n", "2", *session.posargs, env=env)
+
+
+# Not in the default `nox` run (each spawns a distributed run, 50-100 s); `nox -t tests` (CI) runs them.
+@per_backend("distributed", tags=["tests"], default=False)
+def distributed(session: nox.Session, backend: str) -> None:
+    """The layer under the backend's distributed engine on fake CPU devices, against the oracle."""
+    install(session, "test", EXTRAS[backend])
+    REPORTS.mkdir(exist_ok=True)
+    env = backend_env(session, backend)
+    env["HYPERZZW_DISTRIBUTED_SUMMARY"] = str(REPORTS / f"distributed-{backend}.json")
+    session.run("pytest", "-p", "no:cacheprovider", "-rxXs", "conformance/test_distributed.py", *session.posargs, env=env)
 
 
 @nox.session

@@ -16,6 +16,14 @@ from conformance import backend, observed, target
 # instead of every backend session building the oracle data again.
 collect_ignore = ["test_oracle.py", "test_fixtures.py", "test_report.py"]
 
+
+def pytest_ignore_collect(collection_path, config):
+    """test_distributed.py runs only when named (`pytest conformance/test_distributed.py`, as the
+    `distributed-<backend>` nox sessions do): it spawns a distributed run of its own, 50-100 s."""
+    if collection_path.name == "test_distributed.py":
+        return not any("test_distributed" in str(arg) for arg in config.args)
+    return None
+
 # Hypothesis profiles. `ci` is derandomized (the same examples every run, so CI is reproducible and a red
 # run can be replayed); `dev` is random, as a developer wants; `thorough` is long and random, run by hand.
 # deadline=None everywhere: the first example of every new shape compiles (JAX, TF), far past 200 ms.
