@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -66,14 +67,21 @@ def run(tmp_path_factory):
     if backend.NAME == "jax":
         # 4 host CPU devices, set before jax initialises (the subprocess's first import).
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
+    # Its own process group, so a hung run is killed with every rank it spawned.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conformance.distributed", str(out)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "conformance.distributed", str(out)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT,
-        )
-    except subprocess.TimeoutExpired as exc:  # the child and its ranks are killed by subprocess.run
-        pytest.fail(f"conformance.distributed did not finish in {TIMEOUT} s:\n{(exc.stderr or '')[-4000:]}")
-    assert proc.returncode == 0, f"conformance.distributed failed ({proc.returncode}):\n{proc.stderr[-6000:]}"
+        log, _ = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        log, _ = proc.communicate()
+        pytest.fail(f"conformance.distributed did not finish in {TIMEOUT} s:\n{log[-4000:]}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, f"conformance.distributed failed ({proc.returncode}):\n{log[-6000:]}"
     with np.load(out) as data:
         arrays = {name: data[name] for name in data.files}
     gaps = {name.removeprefix("gaps/"): str(v) for name, v in arrays.items() if name.startswith("gaps/")}
