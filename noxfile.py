@@ -108,6 +108,16 @@ def distributed(session: nox.Session, backend: str) -> None:
     session.run("pytest", "-p", "no:cacheprovider", "-rxXs", "conformance/test_distributed.py", *session.posargs, env=env)
 
 
+# Export runtimes are heavy (OpenVINO, ONNX Runtime, TensorFlow for jax2tf): their own venvs, not in the
+# default `nox` run; `nox -t tests` (CI) runs them.
+@per_backend("export", tags=["tests"], default=False)
+def export(session: nox.Session, backend: str) -> None:
+    """model.export in every format Keras offers from the backend, reloaded in its runtime, against the oracle."""
+    install(session, "test", "export", *(["export-jax"] if backend == "jax" else []), EXTRAS[backend])
+    session.run("pytest", "-p", "no:cacheprovider", "-rxXs", "conformance/test_export.py", *session.posargs,
+                env=backend_env(session, backend))
+
+
 @nox.session
 def report(session: nox.Session) -> None:
     """Compare what the three backends observed and print the cross-backend agreement table."""

@@ -118,3 +118,47 @@ def output_and_gradients(fn: Callable, args: Sequence, compiled: bool = False) -
     else:  # pragma: no cover
         raise NotImplementedError(NAME)
     return output, list(grads)
+
+
+def trace_with_unknown_dims(fn: Callable, specs: Sequence[tuple], owner=None) -> Callable:
+    """`fn` traced once with unknown dimensions, the way each backend does it, then callable on concrete
+    arrays of any size those dimensions allow. `specs` is one `(shape, dtype)` per argument, a shape's
+    unknown dims named by strings (the same name: the same size): `jax.export` with
+    `jax.export.symbolic_shape`, `tf.function` with `None` in its `input_signature`, `torch.export` with
+    `torch.export.Dim` (`owner`, a layer, becomes a submodule so its weights are the program's parameters)."""
+    if NAME == "jax":
+        from jax import export
+
+        scope = export.SymbolicScope()
+        args = [
+            jax.ShapeDtypeStruct(export.symbolic_shape(", ".join(map(str, shape)), scope=scope), dtype)
+            for shape, dtype in specs
+        ]
+        return export.export(jax.jit(fn))(*args).call
+    if NAME == "tensorflow":
+        signature = [tf.TensorSpec([None if isinstance(d, str) else d for d in shape], dtype) for shape, dtype in specs]
+        concrete = tf.function(fn, input_signature=signature).get_concrete_function()
+        return lambda *xs: concrete(*[tf.convert_to_tensor(x) for x in xs])
+    if NAME == "torch":
+        names = sorted({d for shape, _ in specs for d in shape if isinstance(d, str)})
+        dims = {name: torch.export.Dim(name) for name in names}
+
+        class Traced(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.owner = owner
+
+            def forward(self, x, context):
+                return fn(x, context)
+
+        # Sample sizes of 2 and up (torch specializes sizes 0 and 1), distinct per name.
+        sizes = {name: 2 + i for i, name in enumerate(names)}
+        sample = tuple(
+            torch.zeros([sizes[d] if isinstance(d, str) else d for d in shape], dtype=getattr(torch, dtype))
+            for shape, dtype in specs
+        )
+        dynamic = tuple({i: dims[d] for i, d in enumerate(shape) if isinstance(d, str)} or None for shape, _ in specs)
+        assert len(specs) == 2, "torch: (x, context) only"
+        program = torch.export.export(Traced(), sample, dynamic_shapes=dynamic).module()
+        return lambda *xs: program(*[torch.as_tensor(np.asarray(x)) for x in xs])
+    raise NotImplementedError(NAME)  # pragma: no cover

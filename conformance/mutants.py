@@ -18,7 +18,12 @@ _EINSUM_TF = (
     "keras.ops.einsum on TensorFlow accepts 'ac,ci->ai' for a rank-3 context and contracts its last axis all "
     "the same (measured: shape (4, 6, 16), and the float64 golden cases pass); jax and torch reject it"
 )
+_AUTOGRAPH = "only TensorFlow's autograph rewrites errors raised inside a tf.function"
+_SYMBOLIC = "only jax.export gives symbolic sizes that are not integers (TensorFlow gives None, torch SymInts)"
 EQUIVALENT_ON = {
+    "autograph rewrites the layer's errors": {"jax": _AUTOGRAPH, "torch": _AUTOGRAPH},
+    "symbolic sizes rejected": {"tensorflow": _SYMBOLIC, "torch": _SYMBOLIC},
+    "symbolic sizes checked as if known": {"tensorflow": _SYMBOLIC, "torch": _SYMBOLIC},
     "float64 einsum subscripts for a rank-2 context only": {"tensorflow": _EINSUM_TF},
     "no cast of integer inputs": {"jax": _PROMOTION, "tensorflow": _PROMOTION},
     "float64 computed through matmul (float32 on torch)": {"jax": _MATMUL64, "tensorflow": _MATMUL64},
@@ -63,6 +68,11 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "error message reworded": ("expected a positive integer", "expected an integer > 0"),
     "error type changed": ("    error = ValueError(message)", "    error = TypeError(message)"),
     "Keras call-info text not suppressed": ("    error._keras_call_info_injected = True\n", ""),
+    "autograph rewrites the layer's errors": ("    error.ag_pass_through = True\n", ""),
+    "symbolic sizes rejected": ("    if value is None or _is_symbolic(value):", "    if value is None:"),
+    "symbolic sizes checked as if known": (
+        "        x_shape = tuple(None if _is_symbolic(d) else d for d in x_shape)\n", ""
+    ),
     "lost config field": (
         '                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),\n',
         "",

@@ -28,6 +28,7 @@ rule, and every bad argument or input raises a ``ValueError`` that names what wa
 received, with the same text on every backend.
 """
 
+import numbers
 import operator
 
 import keras
@@ -43,10 +44,13 @@ def _error(message):
     """A `ValueError` whose text is the same on every backend.
 
     Keras appends the call's arguments, formatted by the backend (`jnp.ndarray(...)`, `torch.Tensor(...)`),
-    to errors raised inside `call()` unless the error is marked as already carrying that information.
+    to errors raised inside `call()` unless the error is marked as already carrying that information; and
+    TensorFlow's autograph, inside a user's `tf.function`, rewrites the message to start with "in user code:"
+    and a traceback unless the error is marked to pass through.
     """
     error = ValueError(message)
     error._keras_call_info_injected = True
+    error.ag_pass_through = True
     return error
 
 
@@ -66,12 +70,27 @@ def _check_dim(name, value):
 
 
 def _fmt_shape(shape):
-    return str(tuple(shape))
+    # A dim known only at run time (None, a traced symbolic size) prints as None on every backend.
+    return str(tuple(int(d) if isinstance(d, numbers.Integral) else None for d in shape))
+
+
+def _is_symbolic(value):
+    """A dimension known only when the program runs: `jax.export`'s symbolic sizes (`b`, `2*t`), which are
+    not integers, but add, multiply and convert to int once bound."""
+    return (
+        value is not None
+        and not isinstance(value, (numbers.Number, str, bytes))
+        and getattr(value, "ndim", 0) == 0
+        and not hasattr(type(value), "__index__")
+        and hasattr(type(value), "__int__")
+        and hasattr(type(value), "__add__")
+    )
 
 
 def _is_dim(value):
-    # Integer-like scalars count (Python, NumPy and torch.compile's symbolic ints), bools and arrays do not.
-    if value is None:
+    # Integer-like scalars count (Python, NumPy and torch.compile's symbolic ints), and symbolic sizes;
+    # bools and arrays do not.
+    if value is None or _is_symbolic(value):
         return True
     if isinstance(value, bool) or getattr(value, "ndim", 0) != 0:
         return False
@@ -259,7 +278,9 @@ class HyperZZWOperator(keras.layers.Layer):
                 f"`{_NAME}` expects its inputs to be a list or tuple of two tensors, [x, context]. "
                 f"Received: {_describe([x_shape, context_shape], shapes=True)}"
             )
-        x_shape, context_shape = tuple(x_shape), tuple(context_shape)
+        # A symbolic size is checked as an unknown one: what cannot be decided statically is not rejected.
+        x_shape = tuple(None if _is_symbolic(d) else d for d in x_shape)
+        context_shape = tuple(None if _is_symbolic(d) else d for d in context_shape)
         received = f"Received: x.shape={_fmt_shape(x_shape)}, context.shape={_fmt_shape(context_shape)}"
         if len(x_shape) < 2:
             raise _error(
