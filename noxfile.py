@@ -112,10 +112,10 @@ def distributed(session: nox.Session, backend: str) -> None:
 # default `nox` run; `nox -t tests` (CI) runs them.
 @per_backend("export", tags=["tests"], default=False)
 def export(session: nox.Session, backend: str) -> None:
-    """model.export in every format Keras offers from the backend, reloaded in its runtime, against the oracle."""
+    """model.export in every format Keras offers from the backend, and traces with unknown dims, against the oracle."""
     install(session, "test", "export", *(["export-jax"] if backend == "jax" else []), EXTRAS[backend])
-    session.run("pytest", "-p", "no:cacheprovider", "-rxXs", "conformance/test_export.py", *session.posargs,
-                env=backend_env(session, backend))
+    session.run("pytest", "-p", "no:cacheprovider", "-rxXs", "conformance/test_export.py", "conformance/test_traced.py",
+                *session.posargs, env=backend_env(session, backend))
 
 
 @nox.session
