@@ -42,3 +42,20 @@ def test_messages_read_like_keras(kwargs, match):
     """The wording users grep for, pinned the way Keras's own tests do."""
     with pytest.raises(ValueError, match=match):
         target.HyperZZWOperator(**kwargs)
+
+
+def test_keras_still_honours_the_private_call_info_marker():
+    """The layer keeps its error text identical on every backend by setting Keras's private
+    `_keras_call_info_injected` on its errors: without it Keras appends "Arguments received by ..." with
+    the arguments formatted by the backend. If a Keras release stops honouring the attribute, this says so."""
+    import keras
+    import numpy as np
+
+    layer = target.HyperZZWOperator(4)
+    layer.build([(2, 4), (2, 3)])
+    with pytest.raises(ValueError) as info:
+        layer([np.ones((2, 5), "float32"), np.ones((2, 3), "float32")])
+    assert "Arguments received by" not in str(info.value), (
+        f"Keras {keras.__version__} no longer honours `_keras_call_info_injected`: it appended the call's "
+        f"arguments to the layer's error, so the text now differs per backend:\n{info.value}"
+    )
