@@ -135,11 +135,9 @@ def differentiable_args(case) -> list[int]:
 
 
 def run_jax() -> None:
-    import keras
     from keras import distribution as kd
 
-    from conformance import backend, cases, golden
-    from conformance.target import HyperZZWOperator
+    from conformance import cases
 
     devices = kd.list_devices("cpu")
     mesh = kd.DeviceMesh((2, 2), ("batch", "model"), devices[:4])
@@ -387,7 +385,7 @@ def _tf_case(config, case, strategy):
 def run_torch() -> None:
     import torch.multiprocessing as mp
 
-    from conformance import backend, cases, golden
+    from conformance import cases, golden
     from conformance.target import HyperZZWOperator
 
     # One device: the same quantities in this process, for the bitwise comparison.
@@ -518,7 +516,6 @@ def _torch_training(rank: int) -> None:
     """SGD steps under DDP: each rank the half of the batch, MSE over its rows, DDP's averaged gradients
     (the mean over the global batch) applied by Keras's SGD, each step from the stored reference state."""
     import keras
-    import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
