@@ -75,18 +75,19 @@ def gradients(fn: Callable, args: Sequence) -> list:
         args = [a.detach().clone().requires_grad_(True) for a in args]
         grads = torch.autograd.grad(fn(*args), args)
     elif NAME == "tensorflow":
-        grads = _tape_gradients(fn, [tf.convert_to_tensor(a) for a in args])
+        _, grads = _taped(lambda *xs: (fn(*xs), None), [tf.convert_to_tensor(a) for a in args])
     else:  # pragma: no cover
         raise NotImplementedError(NAME)
     return list(grads)
 
 
-def _tape_gradients(fn: Callable, args: list) -> list:
+def _taped(fn: Callable, args: Sequence) -> tuple:
+    """`fn(*args)` returns `(loss, aux)`: `aux` and the gradient of `loss` w.r.t. each of `args`, by a tape."""
     with tf.GradientTape() as tape:
         for a in args:
             tape.watch(a)
-        loss = fn(*args)
-    return tape.gradient(loss, args)
+        loss, aux = fn(*args)
+    return aux, tape.gradient(loss, list(args))
 
 
 def output_and_gradients(fn: Callable, args: Sequence, compiled: bool = False) -> tuple:
@@ -101,11 +102,7 @@ def output_and_gradients(fn: Callable, args: Sequence, compiled: bool = False) -
     elif NAME == "tensorflow":
 
         def taped(*xs):
-            with tf.GradientTape() as tape:
-                for a in xs:
-                    tape.watch(a)
-                loss, output = fn(*xs)
-            return output, tape.gradient(loss, list(xs))
+            return _taped(fn, xs)
 
         output, grads = (tf.function(taped, jit_compile=True) if compiled else taped)(
             *[tf.convert_to_tensor(a) for a in args]

@@ -76,20 +76,6 @@ def build_model(case, layer_class, policy=None):
     return keras.Model([x, context], layer([x, context])), layer
 
 
-def training_model(layer_class):
-    import keras
-
-    from conformance import cases
-
-    t = cases.TRAINING
-    x = keras.Input((t.input_dim,), name="x")
-    context = keras.Input((t.context_dim,), name="context")
-    layer = layer_class(t.input_dim, name="zzw", dtype=t.dtype)
-    head = keras.layers.Dense(1, use_bias=False, name="head", dtype=t.dtype)
-    model = keras.Model([x, context], head(layer([x, context])))
-    return model, layer, head
-
-
 def predict(model, inputs, batch_size: int, dtype: str) -> np.ndarray:
     """`model.predict`, with floatx set to float64 for a float64 case: Keras's data adapters cast floating
     inputs to floatx, so predicting float64 data under the default float32 computes in float32."""
@@ -101,30 +87,6 @@ def predict(model, inputs, batch_size: int, dtype: str) -> np.ndarray:
         return np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0)).astype(np.float64)
     finally:
         keras.config.set_floatx(floatx)
-
-
-def stateless_forward(layer):
-    import keras
-
-    def forward(x, context, kernel):
-        with keras.StatelessScope(state_mapping=[(layer.hyper_kernel, kernel)]):
-            return layer([x, context])
-
-    return forward
-
-
-def loss_and_output(forward, args, differentiable, g):
-    import keras
-
-    def fn(*diff_args):
-        full = list(args)
-        for i, a in zip(differentiable, diff_args):
-            full[i] = a
-        out = forward(*full)
-        dtype = "float64" if keras.backend.standardize_dtype(out.dtype) == "float64" else "float32"
-        return keras.ops.sum(keras.ops.cast(g * out, dtype)), out
-
-    return fn
 
 
 def differentiable_args(case) -> list[int]:
@@ -199,10 +161,10 @@ def _jax_case(config, case, distribution):
 
 
 def _output_and_gradients(config, case, layer, args, g, compiled=True):
-    from conformance import backend
+    from conformance import backend, runner
 
     differentiable = differentiable_args(case)
-    fn = loss_and_output(stateless_forward(layer), args, differentiable, g)
+    fn = runner.sum_loss_and_output(runner.stateless_forward(layer), args, differentiable, g)
     out, grads = backend.output_and_gradients(fn, [args[i] for i in differentiable], compiled=compiled)
     record(f"{config}/{case.id}/output", out)
     for i, grad in zip(differentiable, grads):
@@ -210,28 +172,14 @@ def _output_and_gradients(config, case, layer, args, g, compiled=True):
 
 
 def _training(config, jit_compile=True):
-    import keras
+    from conformance import golden, runner
 
-    from conformance import backend, cases, golden
-    from conformance.target import HyperZZWOperator
-
-    t = cases.TRAINING
-    data = golden.load_npz("training.npz")
-    model, layer, head = training_model(HyperZZWOperator)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=t.learning_rate),
-                  loss=keras.losses.MeanSquaredError(), jit_compile=jit_compile)
-    inputs = [data["x"].astype(t.dtype), data["context"].astype(t.dtype)]
-    losses, kernels, ws = [], [], []
-    for k in range(STEPS):
-        layer.hyper_kernel.assign(data["kernels"][k].astype(t.dtype))
-        head.kernel.assign(data["ws"][k].astype(t.dtype))
-        history = model.fit(inputs, data["y"].astype(t.dtype), batch_size=t.batch, epochs=1, shuffle=False, verbose=0)
-        losses.append(float(history.history["loss"][0]))
-        kernels.append(backend.to_numpy(layer.hyper_kernel))
-        ws.append(backend.to_numpy(head.kernel))
-    record(f"{config}/training/losses", np.asarray(losses))
-    record(f"{config}/training/kernels", np.stack(kernels))
-    record(f"{config}/training/ws", np.stack(ws))
+    model, layer, head = runner.training_model()
+    runner.compile_for_training(model, jit_compile)
+    losses, kernels, ws = runner.sgd_steps(model, layer, head, golden.load_npz("training.npz"), STEPS)
+    record(f"{config}/training/losses", losses)
+    record(f"{config}/training/kernels", kernels)
+    record(f"{config}/training/ws", ws)
 
 
 def _save_load(config, scope, describe):
@@ -519,12 +467,11 @@ def _torch_training(rank: int) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from conformance import backend, cases, golden
-    from conformance.target import HyperZZWOperator
+    from conformance import backend, cases, golden, runner
 
     t = cases.TRAINING
     data = golden.load_npz("training.npz")
-    model, layer, head = training_model(HyperZZWOperator)
+    model, layer, head = runner.training_model()
     ddp = DDP(model)
     optimizer = keras.optimizers.SGD(learning_rate=t.learning_rate)
     optimizer.build(model.trainable_variables)

@@ -1,4 +1,5 @@
-"""Running the layer on a golden case's stored arrays: eagerly, compiled and under autodiff.
+"""Running the layer on a golden case's stored arrays: eagerly, compiled and under autodiff; and the
+training reference's model and SGD steps.
 
 One layer is built per (dtype policy, shapes) and the compiled functions are kept, so a case that is checked
 eagerly, compiled and differentiated pays for building and compiling once.
@@ -8,10 +9,11 @@ from __future__ import annotations
 
 import functools
 
+import keras
 import numpy as np
 from keras import ops
 
-from conformance import backend, target
+from conformance import backend, cases, target
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,3 +67,67 @@ def gradients_case(arrays: dict[str, np.ndarray], dtype: str, context_dtype: str
 
     dx, dkernel = backend.gradients(loss_no_context, [x, kernel])
     return [dx, None, dkernel]
+
+
+def stateless_forward(layer):
+    """`forward(x, context, kernel)`: the layer's `__call__` (so the dtype policy's autocasting applies, as
+    in Keras's own trainers), with the kernel given by value instead of read from the variable, so it can be
+    traced and differentiated."""
+
+    def forward(x, context, kernel):
+        with keras.StatelessScope(state_mapping=[(layer.hyper_kernel, kernel)]):
+            return layer([x, context])
+
+    return forward
+
+
+def sum_loss_and_output(forward, args, differentiable, g):
+    """`fn(*args[i] for i in differentiable)` -> `(sum(g * output), output)`, the other `args` held fixed;
+    the sum in float64 for a float64 output, else float32. For `backend.output_and_gradients`."""
+
+    def fn(*diff_args):
+        full = list(args)
+        for i, a in zip(differentiable, diff_args):
+            full[i] = a
+        out = forward(*full)
+        wide = "float64" if backend.dtype_of(out) == "float64" else "float32"
+        return ops.sum(ops.cast(g * out, wide)), out
+
+    return fn
+
+
+def training_model():
+    """The training reference's model: the layer under `Dense(1, use_bias=False)`, in the case's dtype.
+    Returns `(model, layer, head)`."""
+    t = cases.TRAINING
+    x = keras.Input((t.input_dim,), name="x")
+    context = keras.Input((t.context_dim,), name="context")
+    layer = target.HyperZZWOperator(t.input_dim, name="zzw", dtype=t.dtype)
+    head = keras.layers.Dense(1, use_bias=False, name="head", dtype=t.dtype)
+    return keras.Model([x, context], head(layer([x, context]))), layer, head
+
+
+def compile_for_training(model, jit_compile: bool) -> None:
+    """Keras's SGD at the reference's learning rate and its mean squared error."""
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=cases.TRAINING.learning_rate),
+        loss=keras.losses.MeanSquaredError(),
+        jit_compile=jit_compile,
+    )
+
+
+def sgd_steps(model, layer, head, data: dict, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`steps` SGD steps through `model.fit`, each from the stored reference state `(kernels[k], ws[k])`
+    (one epoch of one full batch is one step): the losses before each step and the kernels after it."""
+    t = cases.TRAINING
+    inputs = [data["x"].astype(t.dtype), data["context"].astype(t.dtype)]
+    target_y = data["y"].astype(t.dtype)
+    losses, kernels, ws = [], [], []
+    for k in range(steps):
+        layer.hyper_kernel.assign(data["kernels"][k].astype(t.dtype))
+        head.kernel.assign(data["ws"][k].astype(t.dtype))
+        history = model.fit(inputs, target_y, batch_size=t.batch, epochs=1, shuffle=False, verbose=0)
+        losses.append(float(history.history["loss"][0]))
+        kernels.append(backend.to_numpy(layer.hyper_kernel))
+        ws.append(backend.to_numpy(head.kernel))
+    return np.asarray(losses), np.stack(kernels), np.stack(ws)

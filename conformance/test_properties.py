@@ -14,7 +14,7 @@ import os
 from hypothesis import assume, event, given, note, settings
 from hypothesis import strategies as st
 
-from conformance import assertions, backend, oracle, strategies, tolerance
+from conformance import assertions, backend, oracle, runner, strategies, tolerance
 from conformance.target import HyperZZWOperator
 
 
@@ -230,22 +230,9 @@ def test_outputs_and_gradients_match_the_exact_oracle(policy, pair, kind, mode, 
     args = [backend.tensor(x, compute), backend.tensor(context, context_dtype), backend.tensor(kernel, variable)]
     what = f"{x_shape}/{context_shape}/{policy}/{kind}/{mode}"
 
-    def forward(x, context, kernel):
-        # As Keras's own trainers do: the layer's __call__ (so the policy's autocasting applies), with the
-        # kernel given by value instead of read from the variable (so it can be traced and differentiated).
-        with keras.StatelessScope(state_mapping=[(layer.hyper_kernel, kernel)]):
-            return layer([x, context])
-
     g_tensor = backend.tensor(g, compute)
     differentiable = [0, 2] if kind != "float" else [0, 1, 2]
-
-    def loss_and_output(*diff_args):
-        full = list(args)
-        for i, a in zip(differentiable, diff_args):
-            full[i] = a
-        out = forward(*full)
-        loss = keras.ops.sum(keras.ops.cast(g_tensor * out, "float32" if compute != "float64" else compute))
-        return loss, out
+    loss_and_output = runner.sum_loss_and_output(runner.stateless_forward(layer), args, differentiable, g_tensor)
 
     # One evaluation gives the output and the gradients (compiled: one trace of forward and backward).
     out, grads = backend.output_and_gradients(

@@ -11,11 +11,9 @@ hiding in an error that compounds over steps.
 from __future__ import annotations
 
 import keras
-import numpy as np
 import pytest
 
-from conformance import assertions, backend, cases, golden
-from conformance.target import HyperZZWOperator
+from conformance import assertions, backend, cases, golden, runner
 
 
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["eager", "jit_compile"])
@@ -23,29 +21,10 @@ def test_sgd_steps_match_the_oracle(jit_compile, golden_manifest, observer):
     t = cases.TRAINING
     data = golden.load_npz("training.npz", golden_manifest)
     keras.utils.set_random_seed(0)
-    x = keras.Input((t.input_dim,), name="x")
-    context = keras.Input((t.context_dim,), name="context")
-    layer = HyperZZWOperator(t.input_dim, name="zzw", dtype=t.dtype)
-    head = keras.layers.Dense(1, use_bias=False, name="head", dtype=t.dtype)
-    model = keras.Model([x, context], head(layer([x, context])))
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=t.learning_rate),
-        loss=keras.losses.MeanSquaredError(),
-        jit_compile=jit_compile,
-    )
-    inputs = [data["x"].astype(t.dtype), data["context"].astype(t.dtype)]
-    target = data["y"].astype(t.dtype)
+    model, layer, head = runner.training_model()
+    runner.compile_for_training(model, jit_compile)
     mode = "jit" if jit_compile else "eager"
-    losses, kernels, ws = [], [], []
-    for k in range(t.steps):
-        layer.hyper_kernel.assign(data["kernels"][k].astype(t.dtype))
-        head.kernel.assign(data["ws"][k].astype(t.dtype))
-        # One epoch of one full batch is one SGD step, through the same `fit` users call.
-        history = model.fit(inputs, target, batch_size=t.batch, epochs=1, shuffle=False, verbose=0)
-        losses.append(float(history.history["loss"][0]))
-        kernels.append(backend.to_numpy(layer.hyper_kernel))
-        ws.append(backend.to_numpy(head.kernel))
-    losses, kernels, ws = np.asarray(losses), np.stack(kernels), np.stack(ws)
+    losses, kernels, ws = runner.sgd_steps(model, layer, head, data, t.steps)
     observer.numeric(f"training/losses/{mode}", losses, t.dtype)
     observer.numeric(f"training/kernels/{mode}", kernels, backend.dtype_of(layer.hyper_kernel))
     observer.numeric(f"training/ws/{mode}", ws, backend.dtype_of(head.kernel))
