@@ -67,15 +67,6 @@ def attempt(name: str, fn) -> None:
         traceback.print_exc()
 
 
-def build_model(case, layer_class, policy=None):
-    import keras
-
-    x = keras.Input(shape=case.x_shape[1:], name="x", dtype=case.dtype)
-    context = keras.Input(shape=case.context_shape[1:], name="context", dtype=case.context_dtype or case.dtype)
-    layer = layer_class(case.input_dim, name="zzw", dtype=policy or case.dtype)
-    return keras.Model([x, context], layer([x, context])), layer
-
-
 def predict(model, inputs, batch_size: int, dtype: str) -> np.ndarray:
     """`model.predict`, with floatx set to float64 for a float64 case: Keras's data adapters cast floating
     inputs to floatx, so predicting float64 data under the default float32 computes in float32."""
@@ -143,10 +134,10 @@ def _jax_case(config, case, distribution):
     from keras import distribution as kd
 
     from conformance import backend, golden
-    from conformance.target import HyperZZWOperator
+    from conformance import runner
 
     data = golden.load_case(case)
-    model, layer = build_model(case, HyperZZWOperator)
+    model, layer = runner.functional_model(case)
     layer.hyper_kernel.assign(backend.tensor(data["kernel"], case.dtype))
     context_dtype = case.context_dtype or case.dtype
     x, context = data["x"], data["context"]
@@ -188,7 +179,7 @@ def _save_load(config, scope, describe):
     import keras
 
     from conformance import cases, golden
-    from conformance.target import HyperZZWOperator
+    from conformance import runner
 
     case = cases.by_id("rank2-float32")
     data = golden.load_case(case)
@@ -200,7 +191,7 @@ def _save_load(config, scope, describe):
     ):
         path = os.path.join(folder, f"{where}.keras")
         with save_scope():
-            model, layer = build_model(case, HyperZZWOperator)
+            model, layer = runner.functional_model(case)
             layer.hyper_kernel.assign(data["kernel"].astype(np.float32))
             model.save(path)
         with load_scope():
@@ -213,11 +204,11 @@ def _save_load(config, scope, describe):
 
 def _uneven_predict(config):
     from conformance import cases, golden
-    from conformance.target import HyperZZWOperator
+    from conformance import runner
 
     case = cases.by_id("batch-large")  # 256 rows; batches of 255 leave a last batch of 1 row
     data = golden.load_case(case)
-    model, layer = build_model(case, HyperZZWOperator)
+    model, layer = runner.functional_model(case)
     layer.hyper_kernel.assign(data["kernel"].astype(np.float32))
     out = model.predict([data["x"].astype(np.float32), data["context"].astype(np.float32)], batch_size=255, verbose=0)
     record(f"{config}/uneven-batch/output-predict", out)
@@ -230,7 +221,7 @@ def _keras_model_parallel() -> None:
     from keras import distribution as kd
 
     from conformance import cases, golden
-    from conformance.target import HyperZZWOperator
+    from conformance import runner
 
     devices = kd.list_devices("cpu")
     layout_map = kd.LayoutMap(kd.DeviceMesh((1, DEVICES), ("batch", "model"), devices[:DEVICES]))
@@ -238,7 +229,7 @@ def _keras_model_parallel() -> None:
     case = cases.by_id("rank2-float32")
     data = golden.load_case(case)
     with kd.ModelParallel(layout_map=layout_map, batch_dim_name="batch").scope():
-        model, layer = build_model(case, HyperZZWOperator)
+        model, layer = runner.functional_model(case)
         layer.hyper_kernel.assign(data["kernel"].astype(np.float32))
         out = model.predict([data["x"].astype(np.float32), data["context"].astype(np.float32)], verbose=0)
     record(f"keras_model_parallel/{case.id}/output-predict", out)
@@ -287,10 +278,10 @@ def _tf_case(config, case, strategy):
     import tensorflow as tf
 
     from conformance import backend, golden
-    from conformance.target import HyperZZWOperator
+    from conformance import runner
 
     data = golden.load_case(case)
-    model, layer = build_model(case, HyperZZWOperator)
+    model, layer = runner.functional_model(case)
     layer.hyper_kernel.assign(backend.tensor(data["kernel"], case.dtype))
     context_dtype = case.context_dtype or case.dtype
     x = backend.tensor(data["x"], case.dtype)
@@ -334,7 +325,7 @@ def run_torch() -> None:
     import torch.multiprocessing as mp
 
     from conformance import cases, golden
-    from conformance.target import HyperZZWOperator
+    from conformance import runner
 
     # One device: the same quantities in this process, for the bitwise comparison.
     for case in cases.CASES:
@@ -346,7 +337,7 @@ def run_torch() -> None:
     # A .keras file saved on one device, for the ranks to load.
     case = cases.by_id("rank2-float32")
     data = golden.load_case(case)
-    model, layer = build_model(case, HyperZZWOperator)
+    model, layer = runner.functional_model(case)
     layer.hyper_kernel.assign(data["kernel"].astype(np.float32))
     model.save(os.path.join(folder, "single.keras"))
     mp.spawn(_torch_rank, args=(folder,), nprocs=DEVICES, join=True)
@@ -366,10 +357,10 @@ def run_torch() -> None:
 
 def _torch_single_case(case):
     from conformance import backend, golden
-    from conformance.target import HyperZZWOperator
+    from conformance import runner
 
     data = golden.load_case(case)
-    model, layer = build_model(case, HyperZZWOperator)
+    model, layer = runner.functional_model(case)
     layer.hyper_kernel.assign(backend.tensor(data["kernel"], case.dtype))
     x = backend.tensor(data["x"], case.dtype)
     context = backend.tensor(data["context"], case.context_dtype or case.dtype)
@@ -414,11 +405,11 @@ def _torch_rank_work(rank: int, folder: str) -> None:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from conformance import backend, cases, golden
-    from conformance.target import HyperZZWOperator
+    from conformance import runner
 
     def ddp_case(case, rows):
         data = golden.load_case(case)
-        model, layer = build_model(case, HyperZZWOperator)
+        model, layer = runner.functional_model(case)
         layer.hyper_kernel.assign(backend.tensor(data["kernel"], case.dtype))
         ddp = DDP(model)
         ddp.register_comm_hook(None, _sum_hook)
@@ -453,7 +444,7 @@ def _torch_rank_work(rank: int, folder: str) -> None:
     record("ddp/saved/kernel-loaded-distributed", loaded.get_layer("zzw").hyper_kernel)
     record("ddp/saved/output-loaded-distributed", loaded.predict(
         [data["x"].astype(np.float32), data["context"].astype(np.float32)], verbose=0))
-    model, layer = build_model(case, HyperZZWOperator)
+    model, layer = runner.functional_model(case)
     layer.hyper_kernel.assign(data["kernel"].astype(np.float32))
     DDP(model)  # collective: every rank wraps, rank 0 saves
     if rank == 0:

@@ -96,6 +96,15 @@ def sum_loss_and_output(forward, args, differentiable, g):
     return fn
 
 
+def functional_model(case: cases.Case):
+    """A functional model around the layer (named "zzw") for `case`'s shapes and dtypes, batch unknown.
+    Returns `(model, layer)`."""
+    x = keras.Input(shape=case.x_shape[1:], name="x", dtype=case.dtype)
+    context = keras.Input(shape=case.context_shape[1:], name="context", dtype=case.context_dtype or case.dtype)
+    layer = target.HyperZZWOperator(case.input_dim, name="zzw", dtype=case.dtype)
+    return keras.Model([x, context], layer([x, context])), layer
+
+
 def training_model():
     """The training reference's model: the layer under `Dense(1, use_bias=False)`, in the case's dtype.
     Returns `(model, layer, head)`."""

@@ -23,8 +23,7 @@ import keras
 import numpy as np
 import pytest
 
-from conformance import assertions, backend, cases, golden, tolerance
-from conformance.target import HyperZZWOperator
+from conformance import assertions, backend, cases, golden, runner, tolerance
 
 FORMATS = {
     "jax": ("tf_saved_model", "onnx", "openvino"),
@@ -71,10 +70,7 @@ EXTENSION = {"tf_saved_model": "", "onnx": ".onnx", "openvino": ".xml", "litert"
 
 
 def _model(case: cases.Case, kernel: np.ndarray) -> keras.Model:
-    x = keras.Input(shape=case.x_shape[1:], name="x")
-    context = keras.Input(shape=case.context_shape[1:], name="context")
-    layer = HyperZZWOperator(case.input_dim, name="zzw")
-    model = keras.Model([x, context], layer([x, context]), name="exported")
+    model, layer = runner.functional_model(case)
     layer.hyper_kernel.assign(kernel.astype(np.float32))
     return model
 
