@@ -7,7 +7,9 @@ only) and then prints the report; ``nox -s tests-jax`` runs one backend; ``nox -
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import sys
 from pathlib import Path
 
 import nox
@@ -16,6 +18,10 @@ nox.needs_version = ">=2024.4.15"
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["golden_check", "tests-jax", "tests-torch", "tests-tensorflow", "report"]
+# nox probes for uv on every call and logs "uv binary not found." when it is absent. This project installs with
+# venv + pip on purpose (pip finds the CPU torch wheel pinned in constraints.txt; uv does not read pip's
+# configuration), so the line is noise nobody can act on.
+logging.getLogger("nox").addFilter(lambda record: record.getMessage() != "uv binary not found.")
 
 ROOT = Path(__file__).resolve().parent
 CONSTRAINTS = str(ROOT / "requirements" / "constraints.txt")
@@ -45,22 +51,46 @@ def backend_env(session: nox.Session, backend: str) -> dict[str, str]:
     }
 
 
-def _install_once(session: nox.Session, *args: str) -> None:
-    """`session.install(*args)`, skipped when this virtualenv already holds exactly that set: the same
-    arguments, pyproject.toml and constraints (a reused venv otherwise spends ~7 s per session asking pip)."""
-    stamp_file = Path(session.virtualenv.location) / ".hyperzzw-installed"
-    stamp = hashlib.sha256(
-        "\0".join(args).encode() + (ROOT / "pyproject.toml").read_bytes() + Path(CONSTRAINTS).read_bytes()
-    ).hexdigest()
-    if stamp_file.is_file() and stamp_file.read_text() == stamp:
-        session.log("packages unchanged since the last install in this virtualenv: not reinstalling")
+def _install_once(session: nox.Session, *args: str, python: Path | None = None) -> None:
+    """`pip install *args` into the session's virtualenv (or into `python`'s), skipped when that virtualenv
+    already got exactly this install since pyproject.toml and the constraints last changed (a reused venv
+    otherwise spends ~7 s per session asking pip). Sessions sharing a venv each add their own install to it."""
+    venv = python.parent.parent if python else Path(session.virtualenv.location)
+    stamp_file = venv / ".hyperzzw-installed"
+    files = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + Path(CONSTRAINTS).read_bytes()).hexdigest()
+    done = stamp_file.read_text().splitlines() if stamp_file.is_file() else []
+    if done[:1] != [files]:
+        done = [files]
+    if "\0".join(args) in done[1:]:
+        session.log(f"{' '.join(args)}: installed in {venv.name} since the last change, not reinstalling")
         return
-    session.install(*args)
-    stamp_file.write_text(stamp)
+    if python:
+        session.run(str(python), "-m", "pip", "install", *args, external=True)
+    else:
+        session.install(*args)
+    stamp_file.write_text("\n".join([*done, "\0".join(args)]) + "\n")
 
 
-def install(session: nox.Session, *extras: str) -> None:
-    _install_once(session, "-c", CONSTRAINTS, "-e", f".[{','.join(extras)}]")
+def install(session: nox.Session, *extras: str, python: Path | None = None) -> None:
+    _install_once(session, "-c", CONSTRAINTS, "-e", f".[{','.join(extras)}]", python=python)
+
+
+def backend_python(session: nox.Session, backend: str, *extras: str) -> Path:
+    """The python of `tests-<backend>`'s virtualenv, for the sessions that need the same packages (plus
+    `extras`): they run in it instead of building a 0.7-1.6 GB copy each. Created as nox creates it (`python
+    -m venv`, nox's own interpreter) when `tests-<backend>` has not run yet."""
+    venv = ROOT / ".nox" / f"tests-{backend}"
+    python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(venv), external=True)
+    install(session, "test", *extras, EXTRAS[backend], python=python)
+    return python
+
+
+def in_venv(env: dict[str, str], python: Path) -> dict[str, str]:
+    """`env` plus what activating `python`'s virtualenv sets, for the sessions that run in a shared venv."""
+    return {**env, "VIRTUAL_ENV": str(python.parent.parent),
+            "PATH": os.pathsep.join([str(python.parent), os.environ.get("PATH", "")])}
 
 
 def per_backend(name: str, **kwargs):
@@ -98,14 +128,16 @@ def tests(session: nox.Session, backend: str) -> None:
 
 
 # Not in the default `nox` run (each spawns a distributed run, 50-100 s); `nox -t tests` (CI) runs them.
-@per_backend("distributed", tags=["tests"], default=False)
+# Runs in tests-<backend>'s virtualenv (the same packages).
+@per_backend("distributed", tags=["tests"], default=False, python=False)
 def distributed(session: nox.Session, backend: str) -> None:
     """The layer under the backend's distributed engine on fake CPU devices, against the oracle."""
-    install(session, "test", EXTRAS[backend])
+    python = backend_python(session, backend)
     REPORTS.mkdir(exist_ok=True)
-    env = backend_env(session, backend)
+    env = in_venv(backend_env(session, backend), python)
     env["HYPERZZW_DISTRIBUTED_SUMMARY"] = str(REPORTS / f"distributed-{backend}.json")
-    session.run("pytest", "-p", "no:cacheprovider", "-rxXs", "conformance/test_distributed.py", *session.posargs, env=env)
+    session.run(str(python), "-m", "pytest", "-p", "no:cacheprovider", "-rxXs", "conformance/test_distributed.py",
+                *session.posargs, env=env, external=True)
 
 
 # Export runtimes are heavy (OpenVINO, ONNX Runtime, TensorFlow for jax2tf): their own venvs, not in the
@@ -139,32 +171,37 @@ def golden_check(session: nox.Session) -> None:
     )
 
 
-@per_backend("golden", default=False)
+def run_in_backend_venv(session: nox.Session, backend: str, *args: str, extras: tuple[str, ...] = ()) -> None:
+    """`python *args` in tests-<backend>'s virtualenv, with the backend's environment."""
+    python = backend_python(session, backend, *extras)
+    session.run(str(python), *args, *session.posargs, env=in_venv(backend_env(session, backend), python),
+                external=True)
+
+
+# The sessions below run in tests-<backend>'s virtualenv too: one environment per backend, not one per session.
+@per_backend("golden", default=False, python=False)
 def golden(session: nox.Session, backend: str) -> None:
     """Regenerate golden/ from the oracle and save this backend's .keras file."""
-    install(session, "test", EXTRAS[backend])
-    session.run("python", "scripts/regenerate_golden.py", *session.posargs, env=backend_env(session, backend))
+    run_in_backend_venv(session, backend, "scripts/regenerate_golden.py")
 
 
-@per_backend("benchmark", default=False)
+@per_backend("benchmark", default=False, python=False)
 def benchmark(session: nox.Session, backend: str) -> None:
     """Time the layer against the raw backend expression and keras Dense (benchmarks/results/)."""
-    install(session, "test", "bench", EXTRAS[backend])
-    session.run("python", "scripts/benchmark.py", *session.posargs, env=backend_env(session, backend))
+    # matplotlib (for the plot) joins the backend's venv; nothing the suite imports uses it.
+    run_in_backend_venv(session, backend, "scripts/benchmark.py", extras=("bench",))
 
 
-@per_backend("sensor", default=False)
+@per_backend("sensor", default=False, python=False)
 def sensor(session: nox.Session, backend: str) -> None:
     """Reproduce the sensor-anomaly experiment: concat baseline vs HyperZZWOperator, 30 epochs."""
-    install(session, "test", EXTRAS[backend])
-    session.run("python", "scripts/sensor_experiment.py", *session.posargs, env=backend_env(session, backend))
+    run_in_backend_venv(session, backend, "scripts/sensor_experiment.py")
 
 
-@per_backend("mutants", default=False)
+@per_backend("mutants", default=False, python=False)
 def mutants(session: nox.Session, backend: str) -> None:
     """Break the layer on purpose, one defect at a time, and check the suite catches every one."""
-    install(session, "test", EXTRAS[backend])
-    session.run("python", "scripts/mutants.py", *session.posargs, env=backend_env(session, backend))
+    run_in_backend_venv(session, backend, "scripts/mutants.py")
 
 
 @nox.session(default=False, python=False)
