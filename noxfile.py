@@ -195,7 +195,7 @@ def benchmark(session: nox.Session, backend: str) -> None:
 @per_backend("sensor", default=False, python=False)
 def sensor(session: nox.Session, backend: str) -> None:
     """Reproduce the sensor-anomaly experiment: concat baseline vs HyperZZWOperator, 30 epochs."""
-    run_in_backend_venv(session, backend, "scripts/sensor_experiment.py")
+    run_in_backend_venv(session, backend, "-m", "experiments.sensor")
 
 
 @per_backend("mutants", default=False, python=False)

@@ -1,25 +1,22 @@
 """Reproduce the sensor-anomaly experiment: concat baseline vs HyperZZWOperator, on the current Keras backend.
 
-    KERAS_BACKEND=jax python scripts/sensor_experiment.py [--epochs 30] [--seed 0] [--split-seed 0]
+    KERAS_BACKEND=jax python -m experiments.sensor [--epochs 30] [--seed 0] [--split-seed 0]
 
-Prints a Markdown table: test metrics per model plus the majority-class baseline. Everything it runs is in
-`conformance/sensor.py`; see that module's docstring for the dataset, the split and the models.
+Run from the repository root (or `nox -s sensor-jax`). Prints a Markdown table: test metrics per model plus
+the majority-class baseline. Everything it runs is in `experiment.py`; see its docstring for the dataset, the
+split and the models.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-# `conformance` is not an installed package: make the repository root importable when run as a script.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from conformance import sensor  # noqa: E402
+from experiments.sensor import experiment as sensor
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.sensor", description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--epochs", type=int, default=sensor.EPOCHS, help="training epochs (default: %(default)s)")
     add("--seed", type=int, default=0, help="keras.utils.set_random_seed seed per model (default: %(default)s)")

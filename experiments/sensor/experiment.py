@@ -20,7 +20,8 @@ combiner, on whichever Keras backend is running:
 - The metrics are NumPy: accuracy, balanced accuracy, F1 and rank-based ROC-AUC of the anomaly class, and the
   majority-class baseline, which matters here: fewer than 2% of the rows are anomalies.
 
-`scripts/sensor_experiment.py` is the command line over `run_experiment()` and `markdown_table()`.
+`python -m experiments.sensor` (`__main__.py`) is the command line over `run_experiment()` and
+`markdown_table()`; README.md beside this file holds the measured table.
 """
 
 from __future__ import annotations

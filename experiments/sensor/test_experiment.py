@@ -1,18 +1,17 @@
-"""The sensor-anomaly experiment (`conformance.sensor`): the dataset is the source's, bit for bit; the split,
-metrics and models are what they say; and a short run of the whole pipeline works on this backend."""
+"""The sensor-anomaly experiment (`experiment.py`): the dataset is the source's, bit for bit; the split,
+metrics and models are what they say; and a short run of the whole pipeline, and of the command line, works
+on this backend. Runs in every backend session (the suite's testpaths include experiments/)."""
 
 from __future__ import annotations
 
 import math
-import runpy
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conformance import sensor, target
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "sensor_experiment.py"
+from conformance import target
+from experiments.sensor import __main__ as cli
+from experiments.sensor import experiment as sensor
 
 
 # The dataset --------------------------------------------------------------------------------------------
@@ -160,15 +159,11 @@ def test_markdown_table(short_run):
     assert all(row.count("|") == 8 for row in rows)
 
 
-def test_cli_passes_its_arguments(short_run, monkeypatch, capsys):
-    calls = []
-
-    def fake_run_experiment(**kwargs):
-        calls.append(kwargs)
-        return short_run
-
-    monkeypatch.setattr(sensor, "run_experiment", fake_run_experiment)
-    main = runpy.run_path(str(SCRIPT), run_name="sensor_experiment")["main"]
-    assert main(["--epochs", "7", "--seed", "3", "--split-seed", "5"]) == 0
-    assert calls == [{"epochs": 7, "seed": 3, "split_seed": 5}]
-    assert capsys.readouterr().out.strip() == sensor.markdown_table(short_run)
+def test_command_line_runs_the_experiment_it_was_asked_for(capsys):
+    """The real command line (no stand-in for the experiment): one epoch, other seeds, printed as the table."""
+    assert cli.main(["--epochs", "1", "--seed", "3", "--split-seed", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "; 1 epochs," in lines[0] and "seed 3;" in lines[0] and "(seed 5):" in lines[0], lines[0]
+    assert "1530 train, 270 test rows" in lines[0], lines[0]
+    rows = [line.split(" | ")[0] for line in lines[4:]]
+    assert rows == ["| Concat", "| HyperZZW", "| majority class"], lines
