@@ -317,6 +317,28 @@ def _npz_arrays(data: bytes) -> dict[str, np.ndarray]:
         return {name: loaded[name] for name in loaded.files}
 
 
+def status(files: dict[str, bytes], manifest: dict) -> tuple[str, list[str]]:
+    """Where golden/ stands against `build()`'s `files` and `manifest`: ("damaged", why) when its bytes are
+    not the ones its manifest records (restore them), else ("stale", what changed) when it is intact but not
+    what the oracle and the catalogue give today (regenerate), else ("current", []). Damaged is told apart
+    from stale because the fixes differ. The one definition of the check: `regenerate_golden.py --check` and
+    `test_fixtures.py` both use it."""
+    try:
+        stored = read_manifest()
+        damaged = []
+        for path in stored["sha256"]:
+            try:
+                verified_bytes(path, stored)
+            except GoldenError as exc:
+                damaged.append(str(exc))
+    except GoldenError as exc:
+        damaged = [str(exc)]
+    if damaged:
+        return "damaged", damaged
+    stale = differences(files, manifest)
+    return ("stale", stale) if stale else ("current", [])
+
+
 def differences(files: dict[str, bytes], manifest: dict) -> list[str]:
     """What regenerating would change, one line per file: added, removed, and per changed array the
     largest difference, so a reviewer sees numeric drift before committing."""

@@ -47,25 +47,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check(files: dict[str, bytes], manifest: dict, size: int) -> int:
-    """Damaged (bytes differ from the manifest's checksums: restore them) is told apart from stale (intact,
-    but not what the oracle gives today: regenerate), because the fixes are different."""
-    try:
-        stored = golden.read_manifest()
-        damaged = []
-        for path in stored["sha256"]:
-            try:
-                golden.verified_bytes(path, stored)
-            except golden.GoldenError as exc:
-                damaged.append(str(exc))
-    except golden.GoldenError as exc:
-        damaged = [str(exc)]
-    if damaged:
-        print("golden/ is damaged (its files are not the committed ones):", *damaged, sep="\n  ")
+    """Prints where golden/ stands (`golden.status`: damaged, stale or current) and the fix; 1 unless current."""
+    state, problems = golden.status(files, manifest)
+    if state == "damaged":
+        print("golden/ is damaged (its files are not the committed ones):", *problems, sep="\n  ")
         print(f"Restore it with: {golden.RESTORE}")
         return 1
-    stale = golden.differences(files, manifest)
-    if stale:
-        print("golden/ is stale (intact, but not what the oracle and the case catalogue give today):", *stale, sep="\n  ")
+    if state == "stale":
+        print("golden/ is stale (intact, but not what the oracle and the case catalogue give today):", *problems, sep="\n  ")
         print(f"If you changed the oracle or the catalogue on purpose, regenerate with: {golden.REGENERATE},"
               " review the drift above and commit golden/. Otherwise restore it with: " + golden.RESTORE)
         return 1
