@@ -189,7 +189,7 @@ def golden(session: nox.Session, backend: str) -> None:
 def benchmark(session: nox.Session, backend: str) -> None:
     """Time the layer against the raw backend expression and keras Dense (benchmarks/results/)."""
     # matplotlib (for the plot) joins the backend's venv; nothing the suite imports uses it.
-    run_in_backend_venv(session, backend, "scripts/benchmark.py", extras=("bench",))
+    run_in_backend_venv(session, backend, "-m", "benchmarks.benchmark", extras=("bench",))
 
 
 @per_backend("sensor", default=False, python=False)

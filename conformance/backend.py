@@ -40,8 +40,12 @@ elif NAME == "torch":
     # each on 2 cores); "aot_eager" runs the same Dynamo capture and AOTAutograd tracing of the layer's
     # Python (shape checks included) and executes the captured graph with eager kernels.
     COMPILERS = {"jit": ("torch.compile(backend='aot_eager')", lambda fn: torch.compile(fn, backend="aot_eager"))}
+    # What users compile with for speed, and what the benchmark times: inductor, one graph per shape.
+    COMPILERS["inductor"] = ("torch.compile (inductor, dynamic=False)", lambda fn: torch.compile(fn, dynamic=False))
 else:  # pragma: no cover
     COMPILERS = {}
+# The compiler a user picks for speed on this backend (the benchmark's "compiled" modes).
+FAST_COMPILER = "inductor" if NAME == "torch" else "jit"
 
 
 def tensor(array: np.ndarray, dtype: str):
@@ -66,19 +70,31 @@ def dtype_of(value) -> str:
     return keras.backend.standardize_dtype(value.dtype)
 
 
+def gradient_step(loss: Callable, n_args: int, compiler: str | None = None) -> Callable:
+    """`step(*args)`: the gradients of the scalar `loss(*args)` with respect to each of its `n_args`
+    arguments, by the backend's autodiff as its users write a training step (`jax.grad`;
+    `torch.autograd.grad`, whose arguments must be leaves that require grad, or a variable's tensor;
+    `tf.GradientTape`, watching tensors and variables alike), compiled with `COMPILERS[compiler]` if given
+    (jax and TF compile the gradient; torch compiles the loss, and AOTAutograd gives its backward)."""
+    compile_ = COMPILERS[compiler][1] if compiler else (lambda fn: fn)
+    if NAME == "jax":
+        return compile_(jax.grad(loss, argnums=tuple(range(n_args))))
+    if NAME == "torch":
+        compiled_loss = compile_(loss)
+        return lambda *args: torch.autograd.grad(compiled_loss(*args), args)
+    if NAME == "tensorflow":
+        return compile_(lambda *args: _taped(lambda *xs: (loss(*xs), None), args)[1])
+    raise NotImplementedError(NAME)  # pragma: no cover
+
+
 def gradients(fn: Callable, args: Sequence) -> list:
     """The gradient of the scalar `fn(*args)` with respect to each of `args`, by the backend's autodiff, as
     backend tensors (convert with `to_numpy`; `dtype_of` tells the dtype the backend produced)."""
-    if NAME == "jax":
-        grads = jax.grad(fn, argnums=tuple(range(len(args))))(*args)
-    elif NAME == "torch":
+    if NAME == "torch":
         args = [a.detach().clone().requires_grad_(True) for a in args]
-        grads = torch.autograd.grad(fn(*args), args)
     elif NAME == "tensorflow":
-        _, grads = _taped(lambda *xs: (fn(*xs), None), [tf.convert_to_tensor(a) for a in args])
-    else:  # pragma: no cover
-        raise NotImplementedError(NAME)
-    return list(grads)
+        args = [tf.convert_to_tensor(a) for a in args]
+    return list(gradient_step(fn, len(args))(*args))
 
 
 def _taped(fn: Callable, args: Sequence) -> tuple:
@@ -159,3 +175,75 @@ def trace_with_unknown_dims(fn: Callable, specs: Sequence[tuple], owner=None) ->
         program = torch.export.export(Traced(), sample, dynamic_shapes=dynamic).module()
         return lambda *xs: program(*[torch.as_tensor(np.asarray(x)) for x in xs])
     raise NotImplementedError(NAME)  # pragma: no cover
+
+
+# --- for timing (benchmarks/benchmark.py) ---------------------------------------------------------------
+
+
+# The backend library's own ops, not `keras.ops`: what the benchmark's `raw` implementation is written in.
+if NAME == "jax":
+    NATIVE = {"matmul": jax.numpy.matmul, "multiply": jax.numpy.multiply, "sum": jax.numpy.sum,
+              "cast": lambda value, dtype: value.astype(dtype)}
+elif NAME == "torch":
+    NATIVE = {"matmul": torch.matmul, "multiply": torch.mul, "sum": torch.sum,
+              "cast": lambda value, dtype: value.to(getattr(torch, dtype))}
+elif NAME == "tensorflow":
+    NATIVE = {"matmul": tf.matmul, "multiply": tf.multiply, "sum": tf.reduce_sum, "cast": tf.cast}
+else:  # pragma: no cover
+    NATIVE = {}
+
+
+def sync(result) -> None:
+    """Waits until `result` (a tensor or a sequence of them) is computed. jax dispatches asynchronously;
+    torch and TF CPU ops have finished when they return (a GPU would need a barrier)."""
+    if NAME == "jax":
+        jax.block_until_ready(result)
+    elif NAME == "torch" and torch.cuda.is_available():
+        torch.cuda.synchronize()
+    elif NAME == "tensorflow" and _TF_GPU:
+        tf.test.experimental.sync_devices()
+
+
+_TF_GPU = NAME == "tensorflow" and bool(tf.config.list_physical_devices("GPU"))
+
+
+def no_grad():
+    """A context in which a forward records nothing for autodiff (torch's `no_grad`; a no-op elsewhere)."""
+    import contextlib
+
+    return torch.no_grad() if NAME == "torch" else contextlib.nullcontext()
+
+
+def set_threads(threads: int) -> None:
+    """Caps intra-op CPU threads (jax: only through XLA_FLAGS, before jax is imported)."""
+    if NAME == "torch":
+        torch.set_num_threads(threads)
+    elif NAME == "tensorflow":
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+
+
+def threads():
+    """The intra-op thread count the backend uses, or "default"."""
+    if NAME == "torch":
+        return torch.get_num_threads()
+    if NAME == "tensorflow":
+        return tf.config.threading.get_intra_op_parallelism_threads() or "default"
+    import os
+
+    return 1 if "intra_op_parallelism_threads=1" in os.environ.get("XLA_FLAGS", "") else "default"
+
+
+def graph_breaks(fn: Callable, *args) -> dict | None:
+    """What torch's Dynamo makes of `fn(*args)`: graphs, graph breaks and why (None on other backends)."""
+    if NAME != "torch":
+        return None
+    torch._dynamo.reset()
+    try:
+        with torch.no_grad():
+            explained = torch._dynamo.explain(fn)(*args)
+        return {"graphs": explained.graph_count, "graph_breaks": explained.graph_break_count,
+                "break_reasons": [str(r.reason) for r in explained.break_reasons][:5]}
+    except Exception as error:  # noqa: BLE001 - reported, not fatal
+        return {"error": f"{type(error).__name__}: {error}"[:300]}
+    finally:
+        torch._dynamo.reset()
