@@ -57,7 +57,8 @@ def _install_once(session: nox.Session, *args: str, python: Path | None = None) 
     otherwise spends ~7 s per session asking pip). Sessions sharing a venv each add their own install to it."""
     venv = python.parent.parent if python else Path(session.virtualenv.location)
     stamp_file = venv / ".hyperzzw-installed"
-    files = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + Path(CONSTRAINTS).read_bytes()).hexdigest()
+    constraint_files = [Path(args[i + 1]).read_bytes() for i, arg in enumerate(args) if arg == "-c"]
+    files = hashlib.sha256(b"\0".join([(ROOT / "pyproject.toml").read_bytes(), *constraint_files])).hexdigest()
     done = stamp_file.read_text().splitlines() if stamp_file.is_file() else []
     if done[:1] != [files]:
         done = [files]
@@ -71,8 +72,10 @@ def _install_once(session: nox.Session, *args: str, python: Path | None = None) 
     stamp_file.write_text("\n".join([*done, "\0".join(args)]) + "\n")
 
 
-def install(session: nox.Session, *extras: str, python: Path | None = None) -> None:
-    _install_once(session, "-c", CONSTRAINTS, "-e", f".[{','.join(extras)}]", python=python)
+def install(session: nox.Session, *extras: str, python: Path | None = None, constraints: str = CONSTRAINTS,
+            upgrade: bool = False) -> None:
+    _install_once(session, *(["-U"] if upgrade else []), "-c", constraints, "-e", f".[{','.join(extras)}]",
+                  python=python)
 
 
 def backend_python(session: nox.Session, backend: str, *extras: str) -> Path:
@@ -93,9 +96,10 @@ def in_venv(env: dict[str, str], python: Path) -> dict[str, str]:
             "PATH": os.pathsep.join([str(python.parent), os.environ.get("PATH", "")])}
 
 
-def per_backend(name: str, **kwargs):
-    """Registers `func(session, backend)` as one session per backend, named `<name>-<backend>` and tagged
-    `<name>`, so `nox -s tests-jax` runs one backend and `nox -t tests` all three."""
+def per_backend(name: str, suffix: str = "", **kwargs):
+    """Registers `func(session, backend)` as one session per backend, named `<name>-<backend>` (plus
+    `-<suffix>`) and tagged `<name>` (or `tags`), so `nox -s tests-jax` runs one backend and `nox -t tests`
+    all three."""
 
     def register(func):
         for backend in EXTRAS:
@@ -105,21 +109,34 @@ def per_backend(name: str, **kwargs):
 
             session_func.__doc__ = f"{func.__doc__.rstrip('.')} ({backend})."
             session_func.__name__ = f"{name}_{backend}"
-            tags = [name, *kwargs.get("tags", ())]
+            tags = kwargs.get("tags", [name])
             options = {k: v for k, v in kwargs.items() if k != "tags"}
-            nox.session(name=f"{name}-{backend}", tags=tags, **options)(session_func)
+            full = f"{name}-{backend}" + (f"-{suffix}" if suffix else "")
+            nox.session(name=full, tags=tags, **options)(session_func)
         return func
 
     return register
 
 
-@per_backend("tests")
-def tests(session: nox.Session, backend: str) -> None:
-    """Run the conformance suite on one Keras backend and record what it observed."""
-    install(session, "test", EXTRAS[backend])
-    REPORTS.mkdir(exist_ok=True)
+# Version sets: the constraints each `tests-<backend>[-<set>]` session installs from, and where it writes its
+# observations (`nox -s report -- --reports reports/oldest` reports on one set).
+#   pinned  requirements/constraints.txt: what `nox` and CI run (`tests-<backend>`)
+#   oldest  requirements/oldest.txt: the oldest releases the suite passes on, pyproject.toml's floors (CI too)
+#   latest  requirements/latest.txt: the newest releases the registry serves, unconstrained but for the
+#           torch CPU build (`nox -t latest`, for a scheduled job that catches a breaking release early)
+#   custom  yours: HYPERZZW_CONSTRAINTS=path/to/constraints.txt nox -s tests-jax-custom
+VERSION_SETS = {
+    "oldest": ROOT / "requirements" / "oldest.txt",
+    "latest": ROOT / "requirements" / "latest.txt",
+    "custom": None,
+}
+
+
+def run_suite(session: nox.Session, backend: str, constraints: str, reports: Path, upgrade: bool = False) -> None:
+    install(session, "test", EXTRAS[backend], constraints=constraints, upgrade=upgrade)
+    reports.mkdir(parents=True, exist_ok=True)
     env = backend_env(session, backend)
-    observed = REPORTS / f"observed-{backend}.json"
+    observed = reports / f"observed-{backend}.json"
     # A previous run's record must never stand in for this one (the suite removes it too, at its start).
     observed.unlink(missing_ok=True)
     env["HYPERZZW_OBSERVED"] = str(observed)
@@ -127,9 +144,36 @@ def tests(session: nox.Session, backend: str) -> None:
     session.run("pytest", "-n", "2", *session.posargs, env=env)
 
 
-# Not in the default `nox` run (each spawns a distributed run, 50-100 s); `nox -t tests` (CI) runs them.
+@per_backend("tests")
+def tests(session: nox.Session, backend: str) -> None:
+    """Run the conformance suite on one Keras backend and record what it observed."""
+    run_suite(session, backend, CONSTRAINTS, REPORTS)
+
+
+@per_backend("tests", suffix="oldest", tags=["tests", "oldest"], default=False)
+def tests_oldest(session: nox.Session, backend: str) -> None:
+    """The suite on the oldest supported releases (requirements/oldest.txt)."""
+    run_suite(session, backend, str(VERSION_SETS["oldest"]), REPORTS / "oldest")
+
+
+@per_backend("tests", suffix="latest", tags=["latest"], default=False)
+def tests_latest(session: nox.Session, backend: str) -> None:
+    """The suite on the newest releases the registry serves (only torch's CPU build pinned)."""
+    run_suite(session, backend, str(VERSION_SETS["latest"]), REPORTS / "latest", upgrade=True)
+
+
+@per_backend("tests", suffix="custom", tags=[], default=False)
+def tests_custom(session: nox.Session, backend: str) -> None:
+    """The suite on your versions: HYPERZZW_CONSTRAINTS=path/to/constraints.txt."""
+    path = os.environ.get("HYPERZZW_CONSTRAINTS")
+    if not path or not Path(path).is_file():
+        session.error(f"tests-{backend}-custom installs from your constraints file (pip -c): set "
+                      f"HYPERZZW_CONSTRAINTS=path/to/constraints.txt (got {path!r})")
+    run_suite(session, backend, str(Path(path).resolve()), REPORTS / "custom")
+
+
 # Runs in tests-<backend>'s virtualenv (the same packages).
-@per_backend("distributed", tags=["tests"], default=False, python=False)
+@per_backend("distributed", tags=["distributed", "tests"], default=False, python=False)
 def distributed(session: nox.Session, backend: str) -> None:
     """The layer under the backend's distributed engine on fake CPU devices, against the oracle."""
     python = backend_python(session, backend)
@@ -142,7 +186,7 @@ def distributed(session: nox.Session, backend: str) -> None:
 
 # Export runtimes are heavy (OpenVINO, ONNX Runtime, TensorFlow for jax2tf): their own venvs, not in the
 # default `nox` run; `nox -t tests` (CI) runs them.
-@per_backend("export", tags=["tests"], default=False)
+@per_backend("export", tags=["export", "tests"], default=False)
 def export(session: nox.Session, backend: str) -> None:
     """model.export in every format Keras offers from the backend, and traces with unknown dims, against the oracle."""
     install(session, "test", "export", *(["export-jax"] if backend == "jax" else []), EXTRAS[backend])

@@ -75,13 +75,27 @@ def test_keras_file_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.predict(inputs, verbose=0), before)
 
 
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
+
+
 @pytest.mark.parametrize("saved_by", golden.KERAS_BACKENDS)
-def test_golden_keras_file_from_each_backend(saved_by, tmp_path, golden_manifest, observer):
-    """A .keras file saved on `saved_by` loads here and reproduces the oracle's output."""
+def test_golden_keras_file_from_each_backend(saved_by, tmp_path, golden_manifest, observer, request):
+    """A .keras file saved on `saved_by` loads here and reproduces the oracle's output.
+
+    Known gap, on a Keras older than the one that wrote the file (the oldest version set): Keras reads the
+    files of its own and older releases, not newer ones. Keras 3.15 writes `input_axes`/`output_axes` into
+    every VarianceScaling initializer's config (GlorotUniform here, and in Dense too); 3.12-3.14 reject them
+    with a TypeError. Strict: if an older Keras starts reading the file, this turns red."""
     path = golden.keras_path(saved_by)
     data = golden.verified_bytes(path, golden_manifest)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert "config.json" in archive.namelist()
+        written_by = json.loads(archive.read("metadata.json"))["keras_version"]
+    if _release(keras.__version__) < _release(written_by):
+        request.applymarker(pytest.mark.xfail(raises=TypeError, strict=True, reason=(
+            f"Keras {keras.__version__} cannot read a .keras file written by Keras {written_by}: GlorotUniform's "
+            "config now holds input_axes/output_axes")))
     (tmp_path / "model.keras").write_bytes(data)
     model = keras.saving.load_model(tmp_path / "model.keras")
     case = cases.by_id(golden.KERAS_CASE)
