@@ -412,6 +412,15 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+def test_the_tools_docstring_examples_hold():
+    """`read_version` and `foreign_imports` document themselves with examples; scripts/ is not collected
+    for doctests (its other entry points import the suite), so they run here."""
+    import doctest
+
+    result = doctest.testmod(vendoring, raise_on_error=False, report=True)
+    assert result.attempted >= 3 and result.failed == 0, result
+
+
 def test_cli_writes_and_checks(tmp_path):
     # Run from outside the repository: the script must find the checkout's layer file by itself.
     written = _cli("mypkg/_vendor/hyperzzw.py", cwd=tmp_path)
