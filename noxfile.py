@@ -62,7 +62,7 @@ def _install_once(session: nox.Session, *args: str, python: Path | None = None) 
     done = stamp_file.read_text().splitlines() if stamp_file.is_file() else []
     if done[:1] != [files]:
         done = [files]
-    if "\0".join(args) in done[1:]:
+    if "-U" not in args and "\0".join(args) in done[1:]:  # -U (the latest set): ask pip every time
         session.log(f"{' '.join(args)}: installed in {venv.name} since the last change, not reinstalling")
         return
     if python:
@@ -74,8 +74,9 @@ def _install_once(session: nox.Session, *args: str, python: Path | None = None) 
 
 def install(session: nox.Session, *extras: str, python: Path | None = None, constraints: str = CONSTRAINTS,
             upgrade: bool = False) -> None:
-    _install_once(session, *(["-U"] if upgrade else []), "-c", constraints, "-e", f".[{','.join(extras)}]",
-                  python=python)
+    # --upgrade-strategy eager: a reused venv moves every dependency to its newest release, not only hyperzzw.
+    upgrading = ["-U", "--upgrade-strategy", "eager"] if upgrade else []
+    _install_once(session, *upgrading, "-c", constraints, "-e", f".[{','.join(extras)}]", python=python)
 
 
 def backend_python(session: nox.Session, backend: str, *extras: str) -> Path:
