@@ -129,7 +129,6 @@ def per_backend(name: str, suffix: str = "", **kwargs):
 VERSION_SETS = {
     "oldest": ROOT / "requirements" / "oldest.txt",
     "latest": ROOT / "requirements" / "latest.txt",
-    "custom": None,
 }
 
 
@@ -177,12 +176,10 @@ def tests_custom(session: nox.Session, backend: str) -> None:
 @per_backend("distributed", tags=["distributed", "tests"], default=False, python=False)
 def distributed(session: nox.Session, backend: str) -> None:
     """The layer under the backend's distributed engine on fake CPU devices, against the oracle."""
-    python = backend_python(session, backend)
     REPORTS.mkdir(exist_ok=True)
-    env = in_venv(backend_env(session, backend), python)
-    env["HYPERZZW_DISTRIBUTED_SUMMARY"] = str(REPORTS / f"distributed-{backend}.json")
-    session.run(str(python), "-m", "pytest", "-p", "no:cacheprovider", "-rxXs", "conformance/test_distributed.py",
-                *session.posargs, env=env, external=True)
+    run_in_backend_venv(session, backend, "-m", "pytest", "-p", "no:cacheprovider", "-rxXs",
+                        "conformance/test_distributed.py",
+                        env={"HYPERZZW_DISTRIBUTED_SUMMARY": str(REPORTS / f"distributed-{backend}.json")})
 
 
 # Export runtimes are heavy (OpenVINO, ONNX Runtime, TensorFlow for jax2tf): their own venvs, not in the
@@ -216,11 +213,12 @@ def golden_check(session: nox.Session) -> None:
     )
 
 
-def run_in_backend_venv(session: nox.Session, backend: str, *args: str, extras: tuple[str, ...] = ()) -> None:
-    """`python *args` in tests-<backend>'s virtualenv, with the backend's environment."""
+def run_in_backend_venv(session: nox.Session, backend: str, *args: str, extras: tuple[str, ...] = (),
+                        env: dict[str, str] | None = None) -> None:
+    """`python *args` in tests-<backend>'s virtualenv, with the backend's environment (plus `env`)."""
     python = backend_python(session, backend, *extras)
-    session.run(str(python), *args, *session.posargs, env=in_venv(backend_env(session, backend), python),
-                external=True)
+    session.run(str(python), *args, *session.posargs,
+                env={**in_venv(backend_env(session, backend), python), **(env or {})}, external=True)
 
 
 # The sessions below run in tests-<backend>'s virtualenv too: one environment per backend, not one per session.

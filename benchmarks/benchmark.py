@@ -162,14 +162,8 @@ def make_setup(be, layer_cls, dims: tuple[int, int, int], dtype: str, seed: int)
     dense = keras.layers.Dense(d, use_bias=False, dtype=dtype)
     dense.build((None, c))
     dense.kernel.assign(kernel)
-    raw_kernel = be.tensor(kernel, policy.variable_dtype)
-    x, context = be.tensor(x, input_dtype), be.tensor(context, input_dtype)
-    if be.NAME == "torch":  # leaves that require grad: the fwd+bwd modes differentiate w.r.t. them
-        x, context, raw_kernel = (t.requires_grad_(True) for t in (x, context, raw_kernel))
-    if be.NAME == "tensorflow":
-        import tensorflow as tf
-
-        raw_kernel = tf.Variable(raw_kernel)
+    x, context, raw_kernel = be.timing_inputs(be.tensor(x, input_dtype), be.tensor(context, input_dtype),
+                                              be.tensor(kernel, policy.variable_dtype))
     return Setup(dims, dtype, policy.compute_dtype, x, context, raw_kernel, layer, dense)
 
 
@@ -209,10 +203,8 @@ def runners(be, setup: Setup, mode: str) -> dict[str, Callable[[], Any]]:
     around the forward, or the loss `sum(output)` and its gradient w.r.t. (kernel, x, context)."""
     compiled, backward = mode.startswith("compiled"), mode.endswith("fwdbwd")
     compiler = be.FAST_COMPILER if compiled else None
-    if be.NAME == "torch" and compiled:
-        import torch
-
-        torch._dynamo.reset()  # never hit the recompile limit (a silent fall back to eager)
+    if compiled:
+        be.reset_compile_cache()  # torch: never hit Dynamo's recompile limit (a silent fall back to eager)
     out = {}
     for impl, (fn, kernel) in forward_fns(be, setup, pure=be.NAME == "jax" and mode != "eager-fwd").items():
         x, c = setup.x, setup.context

@@ -6,6 +6,8 @@ backend library, and only the one Keras is running on.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Callable, Sequence
 
 import keras
@@ -209,8 +211,6 @@ _TF_GPU = NAME == "tensorflow" and bool(tf.config.list_physical_devices("GPU"))
 
 def no_grad():
     """A context in which a forward records nothing for autodiff (torch's `no_grad`; a no-op elsewhere)."""
-    import contextlib
-
     return torch.no_grad() if NAME == "torch" else contextlib.nullcontext()
 
 
@@ -228,16 +228,31 @@ def threads():
         return torch.get_num_threads()
     if NAME == "tensorflow":
         return tf.config.threading.get_intra_op_parallelism_threads() or "default"
-    import os
-
     return 1 if "intra_op_parallelism_threads=1" in os.environ.get("XLA_FLAGS", "") else "default"
+
+
+def timing_inputs(x, context, kernel) -> tuple:
+    """(x, context, kernel) as the benchmark's `raw` differentiates them: leaves that require grad (torch),
+    the kernel a `tf.Variable` as a layer's kernel is (TF, so reading it is part of every call), else as given."""
+    if NAME == "torch":
+        return tuple(t.requires_grad_(True) for t in (x, context, kernel))
+    if NAME == "tensorflow":
+        return x, context, tf.Variable(kernel)
+    return x, context, kernel
+
+
+def reset_compile_cache() -> None:
+    """Forgets every compiled graph (torch: Dynamo's cache, so no case hits its recompile limit, which
+    silently falls back to eager; other backends compile per function object and keep no such limit)."""
+    if NAME == "torch":
+        torch._dynamo.reset()
 
 
 def graph_breaks(fn: Callable, *args) -> dict | None:
     """What torch's Dynamo makes of `fn(*args)`: graphs, graph breaks and why (None on other backends)."""
     if NAME != "torch":
         return None
-    torch._dynamo.reset()
+    reset_compile_cache()
     try:
         with torch.no_grad():
             explained = torch._dynamo.explain(fn)(*args)
@@ -246,4 +261,4 @@ def graph_breaks(fn: Callable, *args) -> dict | None:
     except Exception as error:  # noqa: BLE001 - reported, not fatal
         return {"error": f"{type(error).__name__}: {error}"[:300]}
     finally:
-        torch._dynamo.reset()
+        reset_compile_cache()
