@@ -37,7 +37,7 @@ class Observations:
             "keras": keras.__version__,
             "versions": {
                 "keras": keras.__version__,
-                backend_name: library_version,
+                backend_name: str(library_version),  # str: torch.__version__ is a TorchVersion
                 "numpy": np.__version__,
                 "python": platform.python_version(),
             },
@@ -46,6 +46,14 @@ class Observations:
             "numeric": {},  # "<case>/<what>/<mode>" -> {"dtype", "shape", "values"}
             "errors": {},  # "<bad case>/<mode>" -> [type name, message]
         }
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Observations":
+        """An empty record with `record`'s header (backend, versions, layer): how the pytest-xdist controller,
+        which imports neither keras nor the backend, takes over its workers' records."""
+        self = cls.__new__(cls)
+        self.data = {**record, "session": None, "numeric": {}, "errors": {}}
+        return self
 
     def numeric(self, key: str, values: np.ndarray, dtype: str) -> None:
         values = np.asarray(values, dtype=np.float64)
