@@ -6,6 +6,7 @@ process, interleaved round by round: ``layer`` (as a user calls it), ``raw`` (th
 ``dense`` (``Dense(input_dim, use_bias=False)`` on the context, times ``x``). Backend plumbing (tensors,
 autodiff, compilation, synchronisation, native ops) is the suite's (``conformance/backend.py``), and so are
 the layer under test (``conformance/target.py``) and the result check's tolerance (``conformance/tolerance.py``).
+Statistics and tables are pandas', the plot matplotlib's.
 
     nox -s benchmark-jax -- --grid quick                  # or, from the repository root:
     KERAS_BACKEND=torch python -m benchmarks.benchmark --grid point
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import dataclasses
 import datetime
 import gc
 import io
@@ -28,16 +28,21 @@ import platform
 import pstats
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 BACKENDS = ("jax", "torch", "tensorflow")
 MODES = ("eager-fwd", "eager-fwdbwd", "compiled-fwd", "compiled-fwdbwd")
 IMPLS = ("layer", "raw", "dense")
 DTYPES = ("float32", "bfloat16", "mixed_bfloat16")  # mixed_bfloat16: float32 inputs, bfloat16 compute
+CASE = ["batch", "input_dim", "context_dim", "dtype", "mode"]  # what identifies one timed case
+COLUMNS = ["check", "error", "median_s", "iqr_s", "min_s", "first_call_s", "ratio_to_raw", "ratio_to_raw_iqr",
+           "ratio_to_dense", "min_ratio_to_raw", "gflops", "gbps"]  # what the report reads from each record
 HEADLINE = {"batch": 8192, "input_dim": 512, "context_dim": 64}
 GRIDS = {
     "full": {"batch": (256, 1024, 4096, 16384, 65536), "input_dim": (64, 256, 1024), "context_dim": (8, 64, 256)},
@@ -59,6 +64,17 @@ BYTE_MODEL = (
 )
 # Bytes per element of (inputs and kernel, output) under each dtype policy.
 ELEMENT_BYTES = {"float32": (4, 4), "bfloat16": (2, 2), "mixed_bfloat16": (4, 2)}
+# The overhead probe's attribution: label -> (minuend, subtrahend), differences of the probe's timings.
+ATTRIBUTION = {
+    "keras.ops dispatch": ("keras.ops", "raw"),
+    "einsum instead of matmul": ("keras.ops einsum", "keras.ops"),
+    "layer body beyond matmul + multiply": ("layer.call", "keras.ops"),
+    "of which: the shape checks": ("layer._check_shapes", None),
+    "Layer.__call__ for [x, context]": ("layer()", "layer.call"),
+    "Layer.__call__ for Dense": ("dense()", "dense.call"),
+    "layer overhead": ("layer()", "raw"),
+    "dense overhead": ("dense()", "raw"),
+}
 
 
 def flops(b: int, d: int, c: int, forward_only: bool) -> int:
@@ -75,8 +91,8 @@ def bytes_moved(b: int, d: int, c: int, dtype: str, forward_only: bool) -> int:
 
 
 def time_interleaved(runners: dict[str, Callable], sync: Callable, repeats: int, warmup: int,
-                     min_time: float) -> dict[str, list[np.ndarray]]:
-    """Per-call times, `{name: [block of one round, ...]}`: after `warmup` untimed calls each, `repeats`
+                     min_time: float) -> pd.DataFrame:
+    """Per-call times, one row `(impl, round, t)` per call: after `warmup` untimed calls each, `repeats`
     rounds, the runners' order rotated each round; each runner runs a block of back-to-back calls (as many
     as fit in `min_time`, at least one), each synchronised and timed on its own (robust to the long tail of
     a shared machine, which a block average would absorb), with the garbage collector off."""
@@ -88,35 +104,35 @@ def time_interleaved(runners: dict[str, Callable], sync: Callable, repeats: int,
             sync(run())
             best = min(best, time.perf_counter() - start)
         calls[name] = max(1, int(np.ceil(min_time / max(best, 1e-9))))
-    names, blocks = list(runners), {name: [] for name in runners}
+    names, samples = list(runners), []
     for r in range(repeats):
         gc.collect()
         gc.disable()
         try:
             for name in names[r % len(names):] + names[: r % len(names)]:
-                run, block = runners[name], np.empty(calls[name])
-                for i in range(calls[name]):
+                for _ in range(calls[name]):
                     start = time.perf_counter()
-                    sync(run())
-                    block[i] = time.perf_counter() - start
-                blocks[name].append(block)
+                    sync(runners[name]())
+                    samples.append((name, r, time.perf_counter() - start))
         finally:
             gc.enable()
-    return blocks
+    return pd.DataFrame(samples, columns=["impl", "round", "t"])
 
 
-def stats(blocks: list[np.ndarray]) -> dict[str, float]:
-    calls = np.concatenate(blocks)
-    q1, median, q3 = np.percentile(calls, [25, 50, 75])
-    return {"median_s": median, "q1_s": q1, "q3_s": q3, "iqr_s": q3 - q1, "min_s": calls.min(),
-            "calls": calls.size, "rounds": len(blocks)}
+def per_call_stats(samples: pd.DataFrame) -> pd.DataFrame:
+    """Per implementation (the index): quartiles, IQR and minimum of the per-call times, calls and rounds."""
+    t = samples.groupby("impl", sort=False).t
+    q = t.quantile([0.25, 0.5, 0.75]).unstack()
+    return pd.DataFrame({"median_s": q[0.5], "q1_s": q[0.25], "q3_s": q[0.75], "iqr_s": q[0.75] - q[0.25],
+                         "min_s": t.min(), "calls": t.size(), "rounds": samples.groupby("impl").round.nunique()})
 
 
-def paired(a: list[np.ndarray], b: list[np.ndarray], op: Callable) -> tuple[float, float]:
-    """Median and IQR over rounds of `op(a_r, b_r)`, the medians of round r's blocks: blocks that ran back
-    to back are paired, which cancels most of the drift between rounds."""
-    q1, median, q3 = np.percentile([op(np.median(x), np.median(y)) for x, y in zip(a, b)], [25, 50, 75])
-    return float(median), float(q3 - q1)
+def paired(samples: pd.DataFrame, baseline: str, op: str) -> tuple[pd.Series, pd.Series]:
+    """Per implementation, the median and IQR over rounds of `op` ("div" or "sub") of the round's block
+    median and `baseline`'s: blocks that ran back to back are paired, which cancels most drift between rounds."""
+    rounds = samples.groupby(["round", "impl"]).t.median().unstack()
+    q = getattr(rounds, op)(rounds[baseline], axis=0).quantile([0.25, 0.5, 0.75])
+    return q.loc[0.5], q.loc[0.75] - q.loc[0.25]
 
 
 def count_python_calls(run: Callable, n: int = 50) -> float:
@@ -133,21 +149,9 @@ def count_python_calls(run: Callable, n: int = 50) -> float:
 # --- the three implementations ---------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class Setup:
-    """What the runners of one (point, dtype) share; the layer, Dense and raw kernel hold the same values."""
-
-    dims: tuple[int, int, int]  # batch, input_dim, context_dim
-    dtype: str
-    compute_dtype: str
-    x: Any
-    context: Any
-    kernel: Any  # raw's kernel: an array (jax), a leaf tensor (torch), a tf.Variable as the layer's is (TF)
-    layer: Any
-    dense: Any
-
-
-def make_setup(be, layer_cls, dims: tuple[int, int, int], dtype: str, seed: int) -> Setup:
+def make_setup(be, layer_cls, dims: tuple[int, int, int], dtype: str, seed: int) -> types.SimpleNamespace:
+    """What the runners of one (point, dtype) share: inputs, the layer and Dense holding the same kernel, and
+    raw's kernel (an array on jax, a leaf tensor on torch, a tf.Variable on TF, as the layer's is)."""
     import keras
 
     rng = np.random.default_rng(seed)
@@ -164,10 +168,11 @@ def make_setup(be, layer_cls, dims: tuple[int, int, int], dtype: str, seed: int)
     dense.kernel.assign(kernel)
     x, context, raw_kernel = be.timing_inputs(be.tensor(x, input_dtype), be.tensor(context, input_dtype),
                                               be.tensor(kernel, policy.variable_dtype))
-    return Setup(dims, dtype, policy.compute_dtype, x, context, raw_kernel, layer, dense)
+    return types.SimpleNamespace(dims=dims, dtype=dtype, compute_dtype=policy.compute_dtype, x=x, context=context,
+                                 kernel=raw_kernel, layer=layer, dense=dense)
 
 
-def forward_fns(be, setup: Setup, pure: bool) -> dict[str, tuple[Callable, Any]]:
+def forward_fns(be, setup, pure: bool) -> dict[str, tuple[Callable, Any]]:
     """`{impl: (fn(kernel, x, context), kernel)}`. Pure (jax, for jax.grad and jax.jit): the layer and Dense
     run by `stateless_call` on the kernel passed in. Otherwise they call themselves as users do, and the
     kernel passed is their own variable's (for the autodiff to differentiate w.r.t. it)."""
@@ -197,7 +202,7 @@ def forward_fns(be, setup: Setup, pure: bool) -> dict[str, tuple[Callable, Any]]
             "dense": (dense_pure if pure else dense_call, dense.kernel.value)}
 
 
-def runners(be, setup: Setup, mode: str) -> dict[str, Callable[[], Any]]:
+def runners(be, setup, mode: str) -> dict[str, Callable[[], Any]]:
     """One zero-argument callable per implementation, each one call of `mode`. Compiled: `jax.jit`,
     `torch.compile` (inductor, dynamic=False, a fresh Dynamo cache per case) or `tf.function(jit_compile=True)`
     around the forward, or the loss `sum(output)` and its gradient w.r.t. (kernel, x, context)."""
@@ -222,7 +227,7 @@ def runners(be, setup: Setup, mode: str) -> dict[str, Callable[[], Any]]:
     return out
 
 
-def check(be, setup: Setup, mode: str, results: dict[str, Any]) -> str:
+def check(be, setup, mode: str, results: dict[str, Any]) -> str:
     """Each implementation's output (or its three gradients) against a float64 reference on the values the
     backend holds, within the suite's derived bound gamma(n + 2) * M (`conformance.tolerance`, with BLAS
     sums: these shapes are too large to sum in a fixed order; nothing here is stored)."""
@@ -248,36 +253,33 @@ def check(be, setup: Setup, mode: str, results: dict[str, Any]) -> str:
     return f"ok ({worst:.2g} of the bound)" if worst <= 1 else f"MISMATCH ({worst:.3g} times the bound)"
 
 
-def run_case(be, setup: Setup, mode: str, args) -> dict[str, Any]:
-    """Times one (point, dtype, mode), the three implementations interleaved: one JSON row."""
+def run_case(be, setup, mode: str, args) -> list[dict]:
+    """Times one (point, dtype, mode), the three implementations interleaved: one record per implementation."""
     b, d, c = setup.dims
     fwd = mode.endswith("-fwd")
-    row = {"batch": b, "input_dim": d, "context_dim": c, "dtype": setup.dtype, "mode": mode,
-           "flops": flops(b, d, c, fwd), "bytes": bytes_moved(b, d, c, setup.dtype, fwd)}
+    case = {"batch": b, "input_dim": d, "context_dim": c, "dtype": setup.dtype, "mode": mode,
+            "flops": flops(b, d, c, fwd), "bytes": bytes_moved(b, d, c, setup.dtype, fwd)}
     try:
-        run = runners(be, setup, mode)
-        first, results = {}, {}
+        run, first, results = runners(be, setup, mode), {}, {}
         for impl, call in run.items():  # the first call compiles, in the compiled modes
             start = time.perf_counter()
             results[impl] = call()
             be.sync(results[impl])
             first[impl] = time.perf_counter() - start
-        row["check"] = check(be, setup, mode, results)
+        case["check"] = check(be, setup, mode, results)
         del results
-        blocks = time_interleaved(run, be.sync, args.repeats, args.warmup, args.min_time)
+        samples = time_interleaved(run, be.sync, args.repeats, args.warmup, args.min_time)
     except Exception as error:  # noqa: BLE001 - one failing case (say torch.compile) must not end the run
-        row["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-        return row
-    row["impls"] = {}
-    for impl in IMPLS:
-        s = stats(blocks[impl])
-        ratio, ratio_iqr = paired(blocks[impl], blocks["raw"], lambda p, q: p / q)
-        over, over_iqr = paired(blocks[impl], blocks["raw"], lambda p, q: p - q)
-        row["impls"][impl] = {**s, "first_call_s": first[impl], "gflops": row["flops"] / s["median_s"] / 1e9,
-                              "gbps": row["bytes"] / s["median_s"] / 1e9, "ratio_to_raw": ratio,
-                              "ratio_to_raw_iqr": ratio_iqr, "overhead_vs_raw_s": over, "overhead_vs_raw_iqr_s": over_iqr}
-    row["layer_to_dense"], row["layer_to_dense_iqr"] = paired(blocks["layer"], blocks["dense"], lambda p, q: p / q)
-    return row
+        return [{**case, "impl": impl, "error": f"{type(error).__name__}: {error}".splitlines()[0][:300]}
+                for impl in IMPLS]
+    s = per_call_stats(samples)
+    s["first_call_s"] = pd.Series(first)
+    s["gflops"], s["gbps"] = case["flops"] / s.median_s / 1e9, case["bytes"] / s.median_s / 1e9
+    s["ratio_to_raw"], s["ratio_to_raw_iqr"] = paired(samples, "raw", "div")
+    s["ratio_to_dense"], s["ratio_to_dense_iqr"] = paired(samples, "dense", "div")
+    s["overhead_vs_raw_s"], s["overhead_vs_raw_iqr_s"] = paired(samples, "raw", "sub")
+    s["min_ratio_to_raw"] = s.min_s / s.min_s["raw"]
+    return [{**case, "impl": impl, **values} for impl, values in s.loc[list(IMPLS)].to_dict("index").items()]
 
 
 def breakdown(be, layer_cls, args) -> dict[str, Any]:
@@ -312,29 +314,18 @@ def breakdown(be, layer_cls, args) -> dict[str, Any]:
     if torch_threads:  # tiny ops gain nothing from threads; one isolates the Python overhead
         be.set_threads(1)
     try:
-        blocks = time_interleaved(run, lambda r: r is None or isinstance(r, tuple) or be.sync(r),
-                                  max(args.repeats, 15), args.warmup, max(args.min_time, 0.01))
+        samples = time_interleaved(run, lambda r: r is None or isinstance(r, tuple) or be.sync(r),
+                                   max(args.repeats, 15), args.warmup, max(args.min_time, 0.01))
         python_calls = {name: count_python_calls(step) for name, step in run.items()}
     finally:
         if torch_threads:
             be.set_threads(torch_threads)
-
-    def attribute(t):
-        return {"keras.ops dispatch (keras.ops - raw)": t["keras.ops"] - t["raw"],
-                "einsum instead of matmul (keras.ops einsum - keras.ops)": t["keras.ops einsum"] - t["keras.ops"],
-                "layer body beyond matmul + multiply (layer.call - keras.ops)": t["layer.call"] - t["keras.ops"],
-                "  of which _check_shapes": t["layer._check_shapes"],
-                "Layer.__call__ for [x, context] (layer() - layer.call)": t["layer()"] - t["layer.call"],
-                "Layer.__call__ for Dense (dense() - dense.call)": t["dense()"] - t["dense.call"],
-                "layer overhead (layer() - raw)": t["layer()"] - t["raw"],
-                "dense overhead (dense() - raw)": t["dense()"] - t["raw"]}
-
-    s = {name: stats(b) for name, b in blocks.items()}
-    median, minimum = ({n: v[key] for n, v in s.items()} for key in ("median_s", "min_s"))
-    result = {"point": PROBE, "keras": keras.__version__, "median_s": median,
-              "iqr_s": {n: v["iqr_s"] for n, v in s.items()}, "min_s": minimum, "python_calls": python_calls,
-              "torch_threads": 1 if be.NAME == "torch" else None,
-              "attribution_median_s": attribute(median), "attribution_min_s": attribute(minimum)}
+    s = per_call_stats(samples).loc[list(steps)]
+    result = {"point": PROBE, "keras": keras.__version__, **s[["median_s", "iqr_s", "min_s"]].to_dict(),
+              "python_calls": python_calls, "torch_threads": 1 if be.NAME == "torch" else None}
+    for stat in ("median_s", "min_s"):
+        result[f"attribution_{stat}"] = {f"{label} ({a} - {b})" if b else label: s[stat][a] - (s[stat][b] if b else 0)
+                                         for label, (a, b) in ATTRIBUTION.items()}
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
@@ -345,9 +336,8 @@ def breakdown(be, layer_cls, args) -> dict[str, Any]:
         pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(25)
         result["profile"] = stream.getvalue()
     if be.NAME == "torch" and any(m.startswith("compiled") for m in args.modes):
-        fns = forward_fns(be, setup, pure=False)
         result["dynamo"] = {impl: be.graph_breaks(lambda x, c, fn=fn, k=k: fn(k, x, c), x, c)
-                            for impl, (fn, k) in fns.items()}
+                            for impl, (fn, k) in forward_fns(be, setup, pure=False).items()}
     return result
 
 
@@ -363,67 +353,60 @@ def fmt_time(seconds: float) -> str:
     return f"{seconds * 1e6:.3g} µs"
 
 
-def verdicts(rows: list[dict], probe: dict | None) -> dict[str, Any]:
+def verdicts(results: pd.DataFrame, probe: dict | None) -> dict[str, Any]:
     """The two targets. 1: compiled fwd+bwd, median per-round layer/raw <= 1.05 at every batch >= 4096.
     2: at the probe, eager (layer - raw) <= 1.05 (dense - raw), from the per-call medians (the minima are
     shown too; at large shapes the microseconds at stake are below the noise, so those rows are not judged)."""
-    targeted = [r for r in rows if r["mode"] == "compiled-fwdbwd" and r["batch"] >= COMPILED_TARGET_MIN_BATCH]
-    points = [{"batch": r["batch"], "input_dim": r["input_dim"], "context_dim": r["context_dim"], "dtype": r["dtype"],
-               "ratio": r["impls"]["layer"]["ratio_to_raw"], "ratio_iqr": r["impls"]["layer"]["ratio_to_raw_iqr"],
-               "ratio_of_minima": r["impls"]["layer"]["min_s"] / r["impls"]["raw"]["min_s"],
-               "verdict": "PASS" if r["impls"]["layer"]["ratio_to_raw"] <= COMPILED_RATIO_TARGET else "FAIL"}
-              for r in targeted if "impls" in r]
-    failed = len(targeted) - len(points)
+    targeted = results.query("mode == 'compiled-fwdbwd' and batch >= @COMPILED_TARGET_MIN_BATCH and impl == 'layer'")
+    measured = targeted.dropna(subset=["ratio_to_raw"])
+    points = [{"batch": r.batch, "input_dim": r.input_dim, "context_dim": r.context_dim, "dtype": r.dtype,
+               "ratio": r.ratio_to_raw, "ratio_iqr": r.ratio_to_raw_iqr, "ratio_of_minima": r.min_ratio_to_raw,
+               "verdict": "PASS" if r.ratio_to_raw <= COMPILED_RATIO_TARGET else "FAIL"}
+              for r in measured.itertuples()]
+    failed = len(targeted) - len(measured)
     compiled = {"points": points, "verdict": f"NOT MEASURED ({failed} case(s) failed to run)" if failed
                 else "n/a (no compiled-fwdbwd row with batch >= 4096)" if not points
                 else "PASS" if all(p["verdict"] == "PASS" for p in points) else "FAIL"}
-    if probe is None:
-        return {"compiled_fwdbwd_within_1.05x_raw": compiled, "eager_overhead_le_dense": {"verdict": "n/a (no overhead probe run)"}}
-    keys = {"layer": "layer overhead (layer() - raw)", "dense": "dense overhead (dense() - raw)"}
-    eager = {f"{impl}_overhead_{stat}_s": probe[f"attribution_{stat}_s"][key]
-             for impl, key in keys.items() for stat in ("min", "median")}
-    eager["verdict"] = "PASS" if eager["layer_overhead_median_s"] <= OVERHEAD_SLACK * eager["dense_overhead_median_s"] else "FAIL"
+    eager = {"verdict": "n/a (no overhead probe run)"}
+    if probe is not None:
+        keys = {"layer": "layer overhead (layer() - raw)", "dense": "dense overhead (dense() - raw)"}
+        eager = {f"{impl}_overhead_{stat}_s": probe[f"attribution_{stat}_s"][key]
+                 for impl, key in keys.items() for stat in ("min", "median")}
+        eager["verdict"] = ("PASS" if eager["layer_overhead_median_s"] <= OVERHEAD_SLACK * eager["dense_overhead_median_s"]
+                            else "FAIL")
     return {"compiled_fwdbwd_within_1.05x_raw": compiled, "eager_overhead_le_dense": eager}
 
 
-def table(header: list[str], rows: list[list], align: str) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|",
-            *("| " + " | ".join(str(v) for v in row) + " |" for row in rows)]
-
-
-def markdown(meta: dict, rows: list[dict], probe: dict | None, verdict: dict) -> str:
+def markdown(meta: dict, results: pd.DataFrame, probe: dict | None, verdict: dict) -> str:
     lines = [
         f"# HyperZZWOperator benchmark: {meta['backend']} ({meta['grid']} grid)", "",
         f"keras {meta['keras']}, hyperzzw {meta['hyperzzw']} (`{meta['layer_file']}`), "
         + ", ".join(f"{k} {v}" for k, v in meta["backend_info"].items())
         + f"; Python {meta['python']}, {meta['machine']}, {meta['cpus']} CPUs; {meta['date']}.", "",
-        f"Median time per call (IQR in brackets) over {meta['repeats']} interleaved rounds, each timing a block of "
-        f"calls (>= {fmt_time(meta['min_time_s'])}, at least one) per implementation, every call synchronised and "
-        f"timed on its own; after {meta['warmup']} warm-up calls (and the first, compiling, call). Ratios are medians "
-        "over rounds of the ratio of the round's block medians. `layer/raw` and `dense/raw` compare with the raw "
-        "backend expression; GFLOP/s and GB/s are the layer's. `check`: the largest error of the three, as a share "
-        f"of the derived bound. Load average (1 min) before / after: {meta['loadavg_before']:.2f} / "
+        f"Median time per call (IQR) over {meta['repeats']} interleaved rounds of blocks of >= "
+        f"{fmt_time(meta['min_time_s'])}, each call synchronised and timed alone, after {meta['warmup']} warm-up calls; "
+        "ratios are medians over rounds of the ratio of the round's block medians; GFLOP/s and GB/s are the layer's; "
+        "`check` is the largest error of the three as a share of the derived bound (method, sync and call paths: "
+        f"benchmarks/README.md). Load average (1 min) before / after: {meta['loadavg_before']:.2f} / "
         f"{meta['loadavg_after']:.2f} on {meta['cpus']} CPUs (above the CPU count, other processes competed).", "",
-        f"- FLOP model: {FLOP_MODEL}", f"- Byte model: {BYTE_MODEL}", *(f"- {note}" for note in meta["notes"]), "",
+        f"- FLOP model: {FLOP_MODEL}", f"- Byte model: {BYTE_MODEL}", "",
     ]
-    head = ["batch", "input_dim", "context_dim", "dtype", "mode"]
-    body, firsts = [], []
-    for r in rows:
-        key = [r[k] for k in head]
-        if "impls" not in r:
-            body.append(key + [r["error"]] + [""] * 8)
-            continue
-        im = r["impls"]
-        body.append(key + [f"{fmt_time(im[i]['median_s'])} ({fmt_time(im[i]['iqr_s'])})" for i in IMPLS] + [
-            f"{im['layer']['ratio_to_raw']:.3f}", f"{im['dense']['ratio_to_raw']:.3f}", f"{r['layer_to_dense']:.3f}",
-            f"{im['layer']['gflops']:.1f}", f"{im['layer']['gbps']:.2f}", r["check"]])
-        if r["mode"].startswith("compiled"):
-            firsts.append(key + [fmt_time(im[i]["first_call_s"]) for i in IMPLS])
-    lines += table(head + list(IMPLS) + ["layer/raw", "dense/raw", "layer/dense", "GFLOP/s", "GB/s", "check"],
-                   body, "rrr" + "ll" + "r" * 8 + "l")
-    if firsts:
-        lines += ["", "First call (compilation included) of the compiled modes:", ""]
-        lines += table(head + list(IMPLS), firsts, "rrrll" + "rrr")
+    by = {impl: results[results.impl == impl].set_index(CASE) for impl in IMPLS}
+    layer = by["layer"]
+    table = pd.DataFrame({impl: by[impl].median_s.map(fmt_time) + " (" + by[impl].iqr_s.map(fmt_time) + ")"
+                          for impl in IMPLS})
+    for name, (impl, column, fmt) in {"layer/raw": ("layer", "ratio_to_raw", "{:.3f}"),
+                                      "dense/raw": ("dense", "ratio_to_raw", "{:.3f}"),
+                                      "layer/dense": ("layer", "ratio_to_dense", "{:.3f}"),
+                                      "GFLOP/s": ("layer", "gflops", "{:.1f}"), "GB/s": ("layer", "gbps", "{:.2f}")}.items():
+        table[name] = by[impl][column].map(fmt.format)
+    table["check"] = layer.check.where(layer.error.isna(), layer.error)
+    lines += [table.reset_index().to_markdown(index=False, colalign=["right"] * 3 + ["left"] * 2 + ["right"] * 8 + ["left"])]
+    firsts = pd.DataFrame({impl: by[impl].first_call_s.map(fmt_time) for impl in IMPLS})
+    firsts = firsts[layer.index.get_level_values("mode").str.startswith("compiled") & layer.error.isna()]
+    if len(firsts):
+        lines += ["", "First call (compilation included) of the compiled modes:", "",
+                  firsts.reset_index().to_markdown(index=False, colalign=["right"] * 3 + ["left"] * 2 + ["right"] * 3)]
     c, e = verdict["compiled_fwdbwd_within_1.05x_raw"], verdict["eager_overhead_le_dense"]
     lines += ["", "## Targets", "", f"1. Compiled forward+backward within {COMPILED_RATIO_TARGET}x of raw at batch >= "
               f"{COMPILED_TARGET_MIN_BATCH} (median per-round ratio): **{c['verdict']}**"]
@@ -438,46 +421,44 @@ def markdown(meta: dict, rows: list[dict], probe: dict | None, verdict: dict) ->
     if probe is not None:
         lines += ["", f"## Eager per-call overhead breakdown (B={PROBE['batch']}, D={PROBE['input_dim']}, "
                   f"C={PROBE['context_dim']}, float32, forward)", ""]
-        lines += table(["call", "median", "IQR", "min", "function calls per call"],
-                       [[f"`{n}`", fmt_time(t), fmt_time(probe["iqr_s"][n]), fmt_time(probe["min_s"][n]),
-                         f"{probe['python_calls'][n]:.0f}"] for n, t in probe["median_s"].items()], "lrrrr")
+        calls = pd.DataFrame({"median": probe["median_s"], "IQR": probe["iqr_s"], "min": probe["min_s"]}).map(fmt_time)
+        calls["function calls per call"] = pd.Series(probe["python_calls"]).map("{:.0f}".format)
+        lines += [calls.rename(index="`{}`".format).rename_axis("call").reset_index().to_markdown(index=False)]
         if probe.get("torch_threads") == 1:
             lines += ["", "(torch runs this probe on one thread: it measures Python overhead, not kernels.)"]
-        lines += [""] + table(["attribution", "by median", "by min"],
-                              [[n, fmt_time(t), fmt_time(probe["attribution_min_s"][n])]
-                               for n, t in probe["attribution_median_s"].items()], "lrr")
+        attribution = pd.DataFrame({"by median": probe["attribution_median_s"], "by min": probe["attribution_min_s"]})
+        lines += ["", attribution.map(fmt_time).rename_axis("attribution").reset_index().to_markdown(index=False)]
         if "dynamo" in probe:
             lines += ["", "torch.compile (`torch._dynamo.explain` of each forward, float32, probe shape):", ""]
             lines += [f"- {impl}: {info}" for impl, info in probe["dynamo"].items()]
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], path: Path, title: str) -> None:
-    """Log-log time per call vs batch: a panel per (dtype, input_dim, context_dim), a line per mode and impl."""
+def plot(results: pd.DataFrame, path: Path, title: str) -> None:
+    """Log-log time per call vs batch: a panel per (dtype, input_dim, context_dim), a line per mode
+    (colour) and implementation (line style and marker)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    good = [r for r in rows if "impls" in r]
-    dtypes = sorted({r["dtype"] for r in good}, key=DTYPES.index)
-    shapes = sorted({(r["input_dim"], r["context_dim"]) for r in good})
-    if not good:
+    good = results.dropna(subset=["median_s"])
+    if good.empty:
         return
+    dtypes = [d for d in DTYPES if d in set(good.dtype)]
+    shapes = sorted(set(zip(good.input_dim, good.context_dim)))
     fig, axes = plt.subplots(len(shapes), len(dtypes), figsize=(5.5 * len(dtypes), 3.8 * len(shapes)), squeeze=False)
     colours = dict(zip(MODES, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
-    styles = {"layer": ("-", "o"), "raw": ("--", "s"), "dense": (":", "^")}
+    styles = {"layer": "-o", "raw": "--s", "dense": ":^"}
     for (i, (d, c)), (j, dtype) in itertools.product(enumerate(shapes), enumerate(dtypes)):
-        ax = axes[i][j]
-        for mode, impl in itertools.product(MODES, IMPLS):
-            points = sorted((r["batch"], r["impls"][impl]["median_s"]) for r in good
-                            if (r["dtype"], r["input_dim"], r["context_dim"], r["mode"]) == (dtype, d, c, mode))
-            if points:
-                ax.plot(*zip(*points), styles[impl][0], marker=styles[impl][1], color=colours[mode], label=f"{mode} {impl}")
-        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="time per call (s)")
-        ax.set_xscale("log", base=2)
-        ax.set_title(f"{dtype}, input_dim={d}, context_dim={c}", fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
+        panel = good[(good.input_dim == d) & (good.context_dim == c) & (good.dtype == dtype)]
+        lines = panel.pivot_table(index="batch", columns=["mode", "impl"], values="median_s")
+        lines.columns = [f"{mode} {impl}" for mode, impl in lines.columns]
+        lines.plot(ax=axes[i][j], loglog=True, grid=True, legend=False, fontsize=8, xlabel="batch size",
+                   ylabel="time per call (s)", style=[styles[n.split()[1]] for n in lines.columns],
+                   color=[colours[n.split()[0]] for n in lines.columns])
+        axes[i][j].set_xscale("log", base=2)
+        axes[i][j].set_title(f"{dtype}, input_dim={d}, context_dim={c}", fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4,
@@ -553,50 +534,41 @@ def main(argv=None) -> int:
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "argv": sys.argv,
             "env": {k: os.environ.get(k) for k in ("KERAS_BACKEND", "JAX_ENABLE_X64", "XLA_FLAGS", "OMP_NUM_THREADS")},
             "loadavg_before": os.getloadavg()[0], "flop_model": FLOP_MODEL, "byte_model": BYTE_MODEL}
-    rows, total = [], len(points) * len(args.dtypes) * len(args.modes)
+    records, done, total = [], 0, len(points) * len(args.dtypes) * len(args.modes)
     for point, dtype in itertools.product(points, args.dtypes):
         setup = make_setup(be, target.HyperZZWOperator, point, dtype, args.seed)
         for mode in args.modes:
             start = time.perf_counter()
-            rows.append(row := run_case(be, setup, mode, args))
-            status = row.get("error") or (f"layer/raw {row['impls']['layer']['ratio_to_raw']:.3f}, "
-                                          f"dense/raw {row['impls']['dense']['ratio_to_raw']:.3f}, {row['check']}")
-            print(f"[{len(rows)}/{total}] B={point[0]} D={point[1]} C={point[2]} {dtype} {mode}: {status} "
+            records += (case := {r["impl"]: r for r in run_case(be, setup, mode, args)}).values()
+            done += 1
+            status = case["layer"].get("error") or (f"layer/raw {case['layer']['ratio_to_raw']:.3f}, dense/raw "
+                                                    f"{case['dense']['ratio_to_raw']:.3f}, {case['layer']['check']}")
+            print(f"[{done}/{total}] B={point[0]} D={point[1]} C={point[2]} {dtype} {mode}: {status} "
                   f"({time.perf_counter() - start:.1f} s)", file=sys.stderr, flush=True)
         del setup
         gc.collect()
-    notes = ["Sync: jax.block_until_ready on every result; torch CPU and TensorFlow CPU ops complete before they "
-             "return, so no extra op is timed (a GPU would get an explicit barrier).",
-             "layer path: `layer([x, context])` for eager forward; on JAX `layer.stateless_call` inside jax.grad / "
-             "jax.jit; on torch / TF the layer call is wrapped as is (torch.compile / tf.function). Forward modes "
-             "run under torch.no_grad on torch."]
-    compiled = [r for r in rows if r["mode"].startswith("compiled")]
-    if name == "torch" and compiled:
-        failures = [r for r in compiled if "error" in r]
-        firsts = [r["impls"][i]["first_call_s"] for r in compiled if "impls" in r for i in IMPLS]
-        notes.append("torch.compile: " + (f"works (inductor, CPU); first call incl. compilation {min(firsts):.1f}-"
-                                          f"{max(firsts):.1f} s" if firsts and not failures else
-                                          f"failed in {len(failures)}/{len(compiled)} cases: {failures[0]['error'] if failures else ''}") + ".")
+    results = pd.DataFrame(records)  # one per (case, impl); a failed case has its error and no timings
+    results = results.reindex(columns=[*results.columns, *(c for c in COLUMNS if c not in results.columns)])
     probe = None
     if args.breakdown and any(m.startswith("eager") for m in args.modes):
         print("overhead breakdown at the probe shape...", file=sys.stderr, flush=True)
         probe = breakdown(be, target.HyperZZWOperator, args)
-    meta.update(backend_info={name: be.LIBRARY_VERSION, "threads": be.threads()}, notes=notes,
-                loadavg_after=os.getloadavg()[0])
-    verdict = verdicts(rows, probe)
-    report = markdown(meta, rows, probe, verdict)
+    meta.update(backend_info={name: be.LIBRARY_VERSION, "threads": be.threads()}, loadavg_after=os.getloadavg()[0])
+    verdict = verdicts(results, probe)
+    report = markdown(meta, results, probe, verdict)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem = args.out_dir / f"benchmark-{name}-{tag}"
     stem.with_suffix(".md").write_text(report, encoding="utf-8")
-    payload = {"meta": meta, "results": rows, "targets": verdict, "overhead_breakdown": probe}
+    payload = {"meta": meta, "results": json.loads(results.to_json(orient="records", double_precision=15)), "targets": verdict,
+               "overhead_breakdown": probe}
     stem.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     if args.plot:
-        plot(rows, stem.with_suffix(".png"), f"HyperZZWOperator, {name} backend")
+        plot(results, stem.with_suffix(".png"), f"HyperZZWOperator, {name} backend")
     print(report)
     if probe is not None and "profile" in probe:
         print("cProfile of eager `layer([x, context])` (2000 calls, probe shape):\n", probe["profile"], sep="\n")
     print(f"Wrote {stem}.md, .json" + (", .png" if args.plot else ""), file=sys.stderr)
-    return 1 if any("error" in r or not r.get("check", "").startswith("ok") for r in rows) else 0
+    return 1 if results.error.notna().any() or not results.check.str.startswith("ok").all() else 0
 
 
 if __name__ == "__main__":
