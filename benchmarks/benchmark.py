@@ -124,7 +124,7 @@ def per_call_stats(samples: pd.DataFrame) -> pd.DataFrame:
     t = samples.groupby("impl", sort=False).t
     q = t.quantile([0.25, 0.5, 0.75]).unstack()
     return pd.DataFrame({"median_s": q[0.5], "q1_s": q[0.25], "q3_s": q[0.75], "iqr_s": q[0.75] - q[0.25],
-                         "min_s": t.min(), "calls": t.size(), "rounds": samples.groupby("impl").round.nunique()})
+                         "min_s": t.min(), "calls": t.size(), "rounds": samples.groupby("impl")["round"].nunique()})
 
 
 def paired(samples: pd.DataFrame, baseline: str, op: str) -> tuple[pd.Series, pd.Series]:
