@@ -121,16 +121,21 @@ def time_interleaved(runners: dict[str, Callable], sync: Callable, repeats: int,
 
 def per_call_stats(samples: pd.DataFrame) -> pd.DataFrame:
     """Per implementation (the index): quartiles, IQR and minimum of the per-call times, calls and rounds."""
-    t = samples.groupby("impl", sort=False).t
+    by_impl = samples.groupby("impl", sort=False)
+    t = by_impl.t
     q = t.quantile([0.25, 0.5, 0.75]).unstack()
     return pd.DataFrame({"median_s": q[0.5], "q1_s": q[0.25], "q3_s": q[0.75], "iqr_s": q[0.75] - q[0.25],
-                         "min_s": t.min(), "calls": t.size(), "rounds": samples.groupby("impl")["round"].nunique()})
+                         "min_s": t.min(), "calls": t.size(), "rounds": by_impl["round"].nunique()})
 
 
-def paired(samples: pd.DataFrame, baseline: str, op: str) -> tuple[pd.Series, pd.Series]:
-    """Per implementation, the median and IQR over rounds of `op` ("div" or "sub") of the round's block
-    median and `baseline`'s: blocks that ran back to back are paired, which cancels most drift between rounds."""
-    rounds = samples.groupby(["round", "impl"]).t.median().unstack()
+def round_medians(samples: pd.DataFrame) -> pd.DataFrame:
+    """Each round's block median per implementation (rounds x implementations), for `paired`."""
+    return samples.groupby(["round", "impl"]).t.median().unstack()
+
+
+def paired(rounds: pd.DataFrame, baseline: str, op: str) -> tuple[pd.Series, pd.Series]:
+    """Per implementation, the median and IQR over rounds of `op` ("div" or "sub") of its `round_medians` and
+    `baseline`'s: blocks that ran back to back are paired, which cancels most drift between rounds."""
     q = getattr(rounds, op)(rounds[baseline], axis=0).quantile([0.25, 0.5, 0.75])
     return q.loc[0.5], q.loc[0.75] - q.loc[0.25]
 
@@ -275,9 +280,10 @@ def run_case(be, setup, mode: str, args) -> list[dict]:
     s = per_call_stats(samples)
     s["first_call_s"] = pd.Series(first)
     s["gflops"], s["gbps"] = case["flops"] / s.median_s / 1e9, case["bytes"] / s.median_s / 1e9
-    s["ratio_to_raw"], s["ratio_to_raw_iqr"] = paired(samples, "raw", "div")
-    s["ratio_to_dense"], s["ratio_to_dense_iqr"] = paired(samples, "dense", "div")
-    s["overhead_vs_raw_s"], s["overhead_vs_raw_iqr_s"] = paired(samples, "raw", "sub")
+    rounds = round_medians(samples)
+    s["ratio_to_raw"], s["ratio_to_raw_iqr"] = paired(rounds, "raw", "div")
+    s["ratio_to_dense"], s["ratio_to_dense_iqr"] = paired(rounds, "dense", "div")
+    s["overhead_vs_raw_s"], s["overhead_vs_raw_iqr_s"] = paired(rounds, "raw", "sub")
     s["min_ratio_to_raw"] = s.min_s / s.min_s["raw"]
     return [{**case, "impl": impl, **values} for impl, values in s.loc[list(IMPLS)].to_dict("index").items()]
 
