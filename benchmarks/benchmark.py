@@ -1,17 +1,14 @@
 """Benchmark ``HyperZZWOperator`` against the raw backend expression and ``keras.layers.Dense``.
 
 For every grid point (batch, input_dim, context_dim), dtype and mode (eager / compiled, forward /
-forward+backward) three implementations of ``output = x * (context @ kernel)`` are timed side by side, in one
+forward+backward) three implementations of ``output = x * (context @ kernel)`` are timed side by side in one
 process, interleaved round by round: ``layer`` (as a user calls it), ``raw`` (the backend's own ops) and
-``dense`` (``Dense(input_dim, use_bias=False)`` on the context, times ``x``). Backend plumbing (tensors,
-autodiff, compilation, synchronisation, native ops) is the suite's (``conformance/backend.py``), and so are
-the layer under test (``conformance/target.py``) and the result check's tolerance (``conformance/tolerance.py``).
-Statistics and tables are pandas', the plot matplotlib's.
+``dense`` (``Dense(input_dim, use_bias=False)`` on the context, times ``x``). The backend plumbing, the layer
+and the result check's bound are the suite's (``conformance/``); statistics and tables are pandas', the plot
+seaborn's. Results (Markdown, JSON, PNG) go to ``benchmarks/results/``; ``benchmarks/README.md`` explains them.
 
     nox -s benchmark-jax -- --grid quick                  # or, from the repository root:
     KERAS_BACKEND=torch python -m benchmarks.benchmark --grid point
-
-Results (Markdown, JSON, PNG) go to ``benchmarks/results/``; ``benchmarks/README.md`` explains them.
 """
 
 from __future__ import annotations
@@ -51,19 +48,12 @@ GRIDS = {
 }
 PROBE = {"batch": 256, "input_dim": 64, "context_dim": 8}  # where compute is negligible: per-call overhead
 COMPILED_RATIO_TARGET, COMPILED_TARGET_MIN_BATCH, OVERHEAD_SLACK = 1.05, 4096, 1.05
-FLOP_MODEL = (
-    "forward: 2*B*C*D (context @ kernel) + B*D (multiply by x); "
-    "forward+backward: 3 * 2*B*C*D (forward matmul, d_context = g @ kernel^T, d_kernel = context^T @ g) "
-    "+ 4*B*D (forward multiply, the sum, d_x = dy * w, g = dy * x). B = batch, D = input_dim, C = context_dim."
-)
-BYTE_MODEL = (
-    "compulsory traffic, each tensor touched once: forward reads x (B*D), context (B*C) and the kernel (C*D) "
-    "and writes the output (B*D); forward+backward reads x, context and the kernel and writes their three "
-    "gradients (same sizes). Intermediates (context @ kernel, the upstream gradient) are not counted, so "
-    "GB/s is a lower bound on the traffic actually moved."
-)
-# Bytes per element of (inputs and kernel, output) under each dtype policy.
-ELEMENT_BYTES = {"float32": (4, 4), "bfloat16": (2, 2), "mixed_bfloat16": (4, 2)}
+# B = batch, D = input_dim, C = context_dim; benchmarks/README.md derives both models.
+FLOP_MODEL = ("forward 2*B*C*D + B*D (context @ kernel, times x); forward+backward 3 * 2*B*C*D + 4*B*D (the "
+              "forward and the two gradient matmuls; the multiply, the sum, d_x and g)")
+BYTE_MODEL = ("each input (B*D, B*C, C*D) read once, the output (forward) or the three gradients written once; "
+              "intermediates not counted, so GB/s is a lower bound")
+ELEMENT_BYTES = {"float32": (4, 4), "bfloat16": (2, 2), "mixed_bfloat16": (4, 2)}  # (inputs and kernel, output)
 # The overhead probe's attribution: label -> (minuend, subtrahend), differences of the probe's timings.
 ATTRIBUTION = {
     "keras.ops dispatch": ("keras.ops", "raw"),
@@ -75,16 +65,6 @@ ATTRIBUTION = {
     "layer overhead": ("layer()", "raw"),
     "dense overhead": ("dense()", "raw"),
 }
-
-
-def flops(b: int, d: int, c: int, forward_only: bool) -> int:
-    return 2 * b * c * d + b * d if forward_only else 3 * 2 * b * c * d + 4 * b * d
-
-
-def bytes_moved(b: int, d: int, c: int, dtype: str, forward_only: bool) -> int:
-    s_in, s_out = ELEMENT_BYTES[dtype]
-    inputs = s_in * (b * d + b * c + c * d)
-    return inputs + s_out * b * d if forward_only else 2 * inputs
 
 
 # --- timing --------------------------------------------------------------------------------------------
@@ -122,33 +102,36 @@ def time_interleaved(runners: dict[str, Callable], sync: Callable, repeats: int,
 def per_call_stats(samples: pd.DataFrame) -> pd.DataFrame:
     """Per implementation (the index): quartiles, IQR and minimum of the per-call times, calls and rounds."""
     by_impl = samples.groupby("impl", sort=False)
-    t = by_impl.t
-    q = t.quantile([0.25, 0.5, 0.75]).unstack()
-    return pd.DataFrame({"median_s": q[0.5], "q1_s": q[0.25], "q3_s": q[0.75], "iqr_s": q[0.75] - q[0.25],
-                         "min_s": t.min(), "calls": t.size(), "rounds": by_impl["round"].nunique()})
-
-
-def round_medians(samples: pd.DataFrame) -> pd.DataFrame:
-    """Each round's block median per implementation (rounds x implementations), for `paired`."""
-    return samples.groupby(["round", "impl"]).t.median().unstack()
+    s = by_impl.t.describe().rename(columns={"50%": "median_s", "25%": "q1_s", "75%": "q3_s", "min": "min_s"})
+    return s.assign(iqr_s=s.q3_s - s.q1_s, calls=s["count"].astype(int), rounds=by_impl["round"].nunique())[
+        ["median_s", "q1_s", "q3_s", "iqr_s", "min_s", "calls", "rounds"]]
 
 
 def paired(rounds: pd.DataFrame, baseline: str, op: str) -> tuple[pd.Series, pd.Series]:
-    """Per implementation, the median and IQR over rounds of `op` ("div" or "sub") of its `round_medians` and
-    `baseline`'s: blocks that ran back to back are paired, which cancels most drift between rounds."""
+    """Per implementation, the median and IQR over rounds of `op` ("div" or "sub") of its block medians per
+    round (`rounds`, rounds x implementations) and `baseline`'s: blocks that ran back to back are paired,
+    which cancels most drift between rounds."""
     q = getattr(rounds, op)(rounds[baseline], axis=0).quantile([0.25, 0.5, 0.75])
     return q.loc[0.5], q.loc[0.75] - q.loc[0.25]
 
 
-def count_python_calls(run: Callable, n: int = 50) -> float:
-    """Function calls per call of `run`, by cProfile: a measure of overhead that does not depend on load."""
+def profiled(run: Callable, n: int) -> pstats.Stats:
+    """cProfile's statistics of `n` calls of `run` (after one unprofiled call)."""
     run()
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(n):
         run()
     profiler.disable()
-    return pstats.Stats(profiler).total_calls / n
+    return pstats.Stats(profiler, stream=io.StringIO())
+
+
+def without_grad(be, step: Callable) -> Callable:
+    """`step` run as an inference call: under `be.no_grad()` (torch records no autodiff graph)."""
+    def run():
+        with be.no_grad():
+            return step()
+    return run
 
 
 # --- the three implementations ---------------------------------------------------------------------------
@@ -215,20 +198,14 @@ def runners(be, setup, mode: str) -> dict[str, Callable[[], Any]]:
     compiler = be.FAST_COMPILER if compiled else None
     if compiled:
         be.reset_compile_cache()  # torch: never hit Dynamo's recompile limit (a silent fall back to eager)
-    out = {}
-    for impl, (fn, kernel) in forward_fns(be, setup, pure=be.NAME == "jax" and mode != "eager-fwd").items():
-        x, c = setup.x, setup.context
+    out, x, c = {}, setup.x, setup.context
+    for impl, (fn, k) in forward_fns(be, setup, pure=be.NAME == "jax" and mode != "eager-fwd").items():
         if backward:
             step = be.gradient_step(lambda k, x, c, fn=fn: be.NATIVE["sum"](fn(k, x, c)), 3, compiler)
-            out[impl] = lambda step=step, k=kernel: step(k, x, c)
+            out[impl] = lambda step=step, k=k: step(k, x, c)
         else:
             step = be.COMPILERS[compiler][1](fn) if compiler else fn
-
-            def run(step=step, k=kernel):
-                with be.no_grad():
-                    return step(k, x, c)
-
-            out[impl] = run
+            out[impl] = without_grad(be, lambda step=step, k=k: step(k, x, c))
     return out
 
 
@@ -246,13 +223,11 @@ def check(be, setup, mode: str, results: dict[str, Any]) -> str:
     else:
         g = np.ones(x.shape)
         dx, dc, dk = oracle.gradient_formulas(x, c, k, g, *tolerance.BLAS)
-        expected = [dk, dx, dc]
         tx, tc, tk = tolerance.gradient_atols(x, c, k, g, dt, be.NAME, sums=tolerance.BLAS)
-        atols = [tk, tx, tc]
+        expected, atols = [dk, dx, dc], [tk, tx, tc]
     worst = 0.0
-    for impl, result in results.items():
-        got = result if isinstance(result, (list, tuple)) else [result]
-        for value, want, atol in zip(got, expected, atols):
+    for result in results.values():
+        for value, want, atol in zip(result if isinstance(result, (list, tuple)) else [result], expected, atols):
             with np.errstate(divide="ignore", invalid="ignore"):
                 worst = max(worst, float(np.max(np.abs(be.to_numpy(value) - want) / atol)))
     return f"ok ({worst:.2g} of the bound)" if worst <= 1 else f"MISMATCH ({worst:.3g} times the bound)"
@@ -260,10 +235,11 @@ def check(be, setup, mode: str, results: dict[str, Any]) -> str:
 
 def run_case(be, setup, mode: str, args) -> list[dict]:
     """Times one (point, dtype, mode), the three implementations interleaved: one record per implementation."""
-    b, d, c = setup.dims
-    fwd = mode.endswith("-fwd")
+    (b, d, c), fwd, (s_in, s_out) = setup.dims, mode.endswith("-fwd"), ELEMENT_BYTES[setup.dtype]
+    inputs = s_in * (b * d + b * c + c * d)  # the FLOP and byte models
     case = {"batch": b, "input_dim": d, "context_dim": c, "dtype": setup.dtype, "mode": mode,
-            "flops": flops(b, d, c, fwd), "bytes": bytes_moved(b, d, c, setup.dtype, fwd)}
+            "flops": 2 * b * c * d + b * d if fwd else 3 * 2 * b * c * d + 4 * b * d,
+            "bytes": inputs + s_out * b * d if fwd else 2 * inputs}
     try:
         run, first, results = runners(be, setup, mode), {}, {}
         for impl, call in run.items():  # the first call compiles, in the compiled modes
@@ -277,10 +253,9 @@ def run_case(be, setup, mode: str, args) -> list[dict]:
     except Exception as error:  # noqa: BLE001 - one failing case (say torch.compile) must not end the run
         return [{**case, "impl": impl, "error": f"{type(error).__name__}: {error}".splitlines()[0][:300]}
                 for impl in IMPLS]
-    s = per_call_stats(samples)
-    s["first_call_s"] = pd.Series(first)
+    s = per_call_stats(samples).assign(first_call_s=pd.Series(first))
     s["gflops"], s["gbps"] = case["flops"] / s.median_s / 1e9, case["bytes"] / s.median_s / 1e9
-    rounds = round_medians(samples)
+    rounds = samples.groupby(["round", "impl"]).t.median().unstack()  # each round's block medians
     s["ratio_to_raw"], s["ratio_to_raw_iqr"] = paired(rounds, "raw", "div")
     s["ratio_to_dense"], s["ratio_to_dense_iqr"] = paired(rounds, "dense", "div")
     s["overhead_vs_raw_s"], s["overhead_vs_raw_iqr_s"] = paired(rounds, "raw", "sub")
@@ -308,21 +283,14 @@ def breakdown(be, layer_cls, args) -> dict[str, Any]:
         "dense()": lambda: multiply(x, dense(c)),
         "layer._check_shapes": lambda: layer._check_shapes(*shapes),
     }
-
-    def without_grad(step):
-        def run():
-            with be.no_grad():
-                return step()
-        return run
-
-    run = {name: without_grad(step) for name, step in steps.items()}
+    run = {name: without_grad(be, step) for name, step in steps.items()}
     torch_threads = be.threads() if be.NAME == "torch" else None
     if torch_threads:  # tiny ops gain nothing from threads; one isolates the Python overhead
         be.set_threads(1)
     try:
         samples = time_interleaved(run, lambda r: r is None or isinstance(r, tuple) or be.sync(r),
                                    max(args.repeats, 15), args.warmup, max(args.min_time, 0.01))
-        python_calls = {name: count_python_calls(step) for name, step in run.items()}
+        python_calls = {name: profiled(step, 50).total_calls / 50 for name, step in run.items()}
     finally:
         if torch_threads:
             be.set_threads(torch_threads)
@@ -333,14 +301,9 @@ def breakdown(be, layer_cls, args) -> dict[str, Any]:
         result[f"attribution_{stat}"] = {f"{label} ({a} - {b})" if b else label: s[stat][a] - (s[stat][b] if b else 0)
                                          for label, (a, b) in ATTRIBUTION.items()}
     if args.profile:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(2000):
-            run["layer()"]()
-        profiler.disable()
-        stream = io.StringIO()
-        pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(25)
-        result["profile"] = stream.getvalue()
+        stats = profiled(run["layer()"], 2000)
+        stats.sort_stats("tottime").print_stats(25)
+        result["profile"] = stats.stream.getvalue()
     if be.NAME == "torch" and any(m.startswith("compiled") for m in args.modes):
         result["dynamo"] = {impl: be.graph_breaks(lambda x, c, fn=fn, k=k: fn(k, x, c), x, c)
                             for impl, (fn, k) in forward_fns(be, setup, pure=False).items()}
@@ -351,12 +314,8 @@ def breakdown(be, layer_cls, args) -> dict[str, Any]:
 
 
 def fmt_time(seconds: float) -> str:
-    if seconds != seconds:
-        return "n/a"
-    for scale, unit in ((1, "s"), (1e-3, "ms")):
-        if abs(seconds) >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds * 1e6:.3g} µs"
+    scale, unit = next((s, u) for s, u in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")) if abs(seconds) >= s or u == "µs")
+    return "n/a" if seconds != seconds else f"{seconds / scale:.3g} {unit}"
 
 
 def verdicts(results: pd.DataFrame, probe: dict | None) -> dict[str, Any]:
@@ -392,8 +351,8 @@ def markdown(meta: dict, results: pd.DataFrame, probe: dict | None, verdict: dic
         f"Median time per call (IQR) over {meta['repeats']} interleaved rounds of blocks of >= "
         f"{fmt_time(meta['min_time_s'])}, each call synchronised and timed alone, after {meta['warmup']} warm-up calls; "
         "ratios are medians over rounds of the ratio of the round's block medians; GFLOP/s and GB/s are the layer's; "
-        "`check` is the largest error of the three as a share of the derived bound (method, sync and call paths: "
-        f"benchmarks/README.md). Load average (1 min) before / after: {meta['loadavg_before']:.2f} / "
+        "`check` is the largest error of the three as a share of the derived bound (method: benchmarks/README.md). "
+        f"Load average (1 min) before / after: {meta['loadavg_before']:.2f} / "
         f"{meta['loadavg_after']:.2f} on {meta['cpus']} CPUs (above the CPU count, other processes competed).", "",
         f"- FLOP model: {FLOP_MODEL}", f"- Byte model: {BYTE_MODEL}", "",
     ]
@@ -441,36 +400,27 @@ def markdown(meta: dict, results: pd.DataFrame, probe: dict | None, verdict: dic
 
 
 def plot(results: pd.DataFrame, path: Path, title: str) -> None:
-    """Log-log time per call vs batch: a panel per (dtype, input_dim, context_dim), a line per mode
-    (colour) and implementation (line style and marker)."""
+    """Log-log time per call vs batch: a panel per (shape, dtype), a line per mode (colour) and
+    implementation (line style and marker)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import seaborn as sns
 
     good = results.dropna(subset=["median_s"])
     if good.empty:
         return
-    dtypes = [d for d in DTYPES if d in set(good.dtype)]
-    shapes = sorted(set(zip(good.input_dim, good.context_dim)))
-    fig, axes = plt.subplots(len(shapes), len(dtypes), figsize=(5.5 * len(dtypes), 3.8 * len(shapes)), squeeze=False)
-    colours = dict(zip(MODES, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
-    styles = {"layer": "-o", "raw": "--s", "dense": ":^"}
-    for (i, (d, c)), (j, dtype) in itertools.product(enumerate(shapes), enumerate(dtypes)):
-        panel = good[(good.input_dim == d) & (good.context_dim == c) & (good.dtype == dtype)]
-        lines = panel.pivot_table(index="batch", columns=["mode", "impl"], values="median_s")
-        lines.columns = [f"{mode} {impl}" for mode, impl in lines.columns]
-        lines.plot(ax=axes[i][j], loglog=True, grid=True, legend=False, fontsize=8, xlabel="batch size",
-                   ylabel="time per call (s)", style=[styles[n.split()[1]] for n in lines.columns],
-                   color=[colours[n.split()[0]] for n in lines.columns])
-        axes[i][j].set_xscale("log", base=2)
-        axes[i][j].set_title(f"{dtype}, input_dim={d}, context_dim={c}", fontsize=9)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4,
-               fontsize=8, frameon=False)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    good = good.assign(shape="input_dim=" + good.input_dim.astype(str) + ", context_dim=" + good.context_dim.astype(str))
+    grid = sns.relplot(good, kind="line", x="batch", y="median_s", hue="mode", style="impl", row="shape", col="dtype",
+                       markers=True, hue_order=[m for m in MODES if m in set(good["mode"])], style_order=IMPLS,
+                       height=3.8, aspect=1.45, facet_kws={"sharey": False, "margin_titles": True})
+    grid.set(yscale="log", xlabel="batch size", ylabel="time per call (s)")
+    for ax in grid.axes.flat:
+        ax.set_xscale("log", base=2)
+        ax.grid(True, which="both", alpha=0.3)
+    grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+    grid.figure.suptitle(title, y=1.02)
+    grid.savefig(path, dpi=120)
 
 
 # --- command line ------------------------------------------------------------------------------------------
@@ -478,14 +428,13 @@ def plot(results: pd.DataFrame, path: Path, title: str) -> None:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.benchmark", description=__doc__.split("\n\n")[0],
-                                     epilog="Flop model: " + FLOP_MODEL + "\n\nByte model: " + BYTE_MODEL)
+                                     epilog="Flop model: " + FLOP_MODEL + ". Byte model: " + BYTE_MODEL + ".")
     add = parser.add_argument
     add("--backend", choices=BACKENDS, help="Keras backend (default: $KERAS_BACKEND)")
     add("--grid", choices=tuple(GRIDS), default="point", help="full: 45 points over the issue's ranges; quick: a "
         "batch sweep at D=512, C=64; point: the headline point B=8192, D=512, C=64 (default)")
-    add("--batch", type=int, nargs="+", help="override the grid's batch sizes")
-    add("--input-dim", type=int, nargs="+", help="override the grid's input_dim values")
-    add("--context-dim", type=int, nargs="+", help="override the grid's context_dim values")
+    for axis in HEADLINE:
+        add(f"--{axis.replace('_', '-')}", type=int, nargs="+", help=f"override the grid's {axis} values")
     add("--modes", nargs="+", choices=MODES, default=list(MODES), metavar="MODE", help=f"from {', '.join(MODES)} (default: all)")
     add("--dtypes", nargs="+", choices=DTYPES, default=["float32", "bfloat16"], metavar="DTYPE",
         help=f"dtype policies, from {', '.join(DTYPES)} (default: float32 bfloat16)")
