@@ -314,8 +314,12 @@ def breakdown(be, layer_cls, args) -> dict[str, Any]:
 
 
 def fmt_time(seconds: float) -> str:
-    scale, unit = next((s, u) for s, u in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")) if abs(seconds) >= s or u == "µs")
-    return "n/a" if seconds != seconds else f"{seconds / scale:.3g} {unit}"
+    if seconds != seconds:
+        return "n/a"
+    for scale, unit in ((1, "s"), (1e-3, "ms")):
+        if abs(seconds) >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e6:.3g} µs"
 
 
 def verdicts(results: pd.DataFrame, probe: dict | None) -> dict[str, Any]:
