@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 
-from conformance import observed
+from conformance import observed, target
 
 # Keras, the backend and the layer under test are imported where they are used, not here. Under pytest-xdist
 # the controller runs no test: importing them there cost 4-8 s per session (measured: `import keras` takes
@@ -75,13 +74,10 @@ def pytest_report_header(config):
 
     library = {"jax": ("jax",), "torch": ("torch",), "tensorflow": ("tensorflow", "tensorflow-cpu")}.get(name, ())
     x64 = f", JAX_ENABLE_X64={os.environ.get('JAX_ENABLE_X64', '')!r}" if name == "jax" else ""
-    spec = os.environ.get("HYPERZZW_TARGET", "hyperzzw")  # as conformance/target.py reads it
-    found = None if spec.endswith(".py") else importlib.util.find_spec(spec)
-    origin = str(Path(spec).resolve()) if spec.endswith(".py") else found.origin if found else f"{spec} (not found)"
     return [
         f"hyperzzw conformance: backend={name} {version(*library)}, keras={version('keras')}, "
         f"numpy={version('numpy')}{x64}",
-        f"layer under test: {origin}",
+        f"layer under test: {target.locate()}",
         f"hypothesis profile: {PROFILE} (max_examples={settings.default.max_examples}, "
         f"derandomize={settings.default.derandomize})",
     ]
@@ -94,7 +90,7 @@ _DESELECTED = 0
 def _observations() -> observed.Observations:
     global _OBSERVATIONS
     if _OBSERVATIONS is None:
-        from conformance import backend, target
+        from conformance import backend
 
         _OBSERVATIONS = observed.Observations(backend.NAME, backend.LIBRARY_VERSION, target.LAYER_FILE)
     return _OBSERVATIONS
@@ -193,8 +189,6 @@ def _registered_name_points_at_the_layer_under_test():
     `hyperzzw`, whose class then holds the registered name `hyperzzw>HyperZZWOperator`; `.keras` loading must
     find the copy under test, so the name is pointed back at it."""
     import keras
-
-    from conformance import target
 
     name = keras.saving.get_registered_name(target.HyperZZWOperator)
     keras.saving.get_custom_objects()[name] = target.HyperZZWOperator
