@@ -127,7 +127,7 @@ def build(reports: Path) -> dict:
         path = reports / f"observed-{backend}.json"
         if path.is_file():
             runs[backend] = observed.load(path)
-    problems = [f"{b}: no observations (reports/observed-{b}.json is missing: its session did not run, or "
+    problems = [f"{b}: no observations ({reports / f'observed-{b}.json'} is missing: its session did not run, or "
                 f"crashed before it ended)" for b in BACKENDS if b not in runs]
     for backend, run in runs.items():
         problems += _session_problems(backend, run)
