@@ -126,11 +126,12 @@ def profiled(run: Callable, n: int) -> pstats.Stats:
     return pstats.Stats(profiler, stream=io.StringIO())
 
 
-def without_grad(be, step: Callable) -> Callable:
-    """`step` run as an inference call: under `be.no_grad()` (torch records no autodiff graph)."""
+def without_grad(be, step: Callable, *args) -> Callable:
+    """`step(*args)` as a zero-argument inference call: under `be.no_grad()` (torch records no autodiff graph),
+    with no extra call frame in the timed path."""
     def run():
         with be.no_grad():
-            return step()
+            return step(*args)
     return run
 
 
@@ -205,7 +206,7 @@ def runners(be, setup, mode: str) -> dict[str, Callable[[], Any]]:
             out[impl] = lambda step=step, k=k: step(k, x, c)
         else:
             step = be.COMPILERS[compiler][1](fn) if compiler else fn
-            out[impl] = without_grad(be, lambda step=step, k=k: step(k, x, c))
+            out[impl] = without_grad(be, step, k, x, c)
     return out
 
 
@@ -414,9 +415,11 @@ def plot(results: pd.DataFrame, path: Path, title: str) -> None:
     good = results.dropna(subset=["median_s"])
     if good.empty:
         return
+    good = good.sort_values(["input_dim", "context_dim"], kind="stable")  # panel rows in ascending shape order
     good = good.assign(shape="input_dim=" + good.input_dim.astype(str) + ", context_dim=" + good.context_dim.astype(str))
     grid = sns.relplot(good, kind="line", x="batch", y="median_s", hue="mode", style="impl", row="shape", col="dtype",
                        markers=True, hue_order=[m for m in MODES if m in set(good["mode"])], style_order=IMPLS,
+                       col_order=[d for d in DTYPES if d in set(good.dtype)],
                        height=3.8, aspect=1.45, facet_kws={"sharey": False, "margin_titles": True})
     grid.set(yscale="log", xlabel="batch size", ylabel="time per call (s)")
     for ax in grid.axes.flat:
