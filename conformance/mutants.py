@@ -136,6 +136,32 @@ MUTANTS: dict[str, tuple[str, str]] = {
         '"kernel_initializer": keras.initializers.serialize(self.kernel_initializer),',
         '"kernel_initializer": "glorot_uniform",',
     ),
+    # --- added 2026-12-02: more honest mistakes ---
+    # An unknown dim against a 1 is unknown (it may be 5 at run time); taking the 1 claims a static size
+    # that the run-time broadcast does not give.
+    "unknown dim against a 1 taken as 1": ("    if a == 1:\n        return b\n", "    if a == 1 or a is None:\n        return b\n"),
+    # A "guard" against empty batches: batch 0 is a valid input (Keras predicts on empty batches).
+    "empty batches rejected": (
+        "        if len(x_shape) < 2:\n",
+        "        if 0 in x_shape or len(x_shape) < 2:\n",
+    ),
+    # Shapes printed as lists: every error text changes (Keras prints tuples).
+    "shapes printed as lists in errors": (
+        "    return str(tuple(int(d) if isinstance(d, numbers.Integral) else None for d in shape))",
+        "    return str([int(d) if isinstance(d, numbers.Integral) else None for d in shape])",
+    ),
+    # get_config built from scratch: name, dtype policy and trainable are lost on a round trip.
+    "config drops the base layer's fields": ("        config = super().get_config()\n", "        config = {}\n"),
+    # Only integer inputs cast: a boolean (one-hot) context reaches matmul as bool.
+    "boolean contexts not cast": (
+        "        if keras.backend.standardize_dtype(tensor.dtype) != self.compute_dtype:\n",
+        '        if "int" in keras.backend.standardize_dtype(tensor.dtype):\n',
+    ),
+    # The weight created frozen: a forward pass is right, training never moves it.
+    "hyper_kernel created non-trainable": (
+        "            constraint=self.kernel_constraint,\n        )",
+        "            constraint=self.kernel_constraint,\n            trainable=False,\n        )",
+    ),
 }
 
 

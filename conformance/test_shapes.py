@@ -68,6 +68,31 @@ def test_symbolic_shapes_all_unknown_but_features(x_shape, context_shape, out_sh
     assert tuple(out.shape) == _unknown(out_shape)
 
 
+# One input's dim unknown (None), the other's known, in every leading position: a known dim > 1 is the
+# output's (the unknown one must be it or 1 at run time); against a known 1 the output stays unknown (the
+# unknown one may be any size). The hypothesis property draws these too, but rarely at `ci` size.
+PARTLY_UNKNOWN = [
+    ((None, 4), (1, 3), (None, 4)),
+    ((1, 4), (None, 3), (None, 4)),
+    ((None, 4), (5, 3), (5, 4)),
+    ((5, 4), (None, 3), (5, 4)),
+    ((None, 7, 4), (1, 3), (None, 7, 4)),
+    ((2, None, 4), (2, 1, 3), (2, None, 4)),
+    ((2, 1, 4), (2, None, 3), (2, None, 4)),
+    ((2, None, 4), (2, 6, 3), (2, 6, 4)),
+    ((None, 1, 6, 4), (1, None, 1, 3), (None, None, 6, 4)),
+]
+PARTLY_IDS = [f"x{x}-c{c}" for x, c, _ in PARTLY_UNKNOWN]
+
+
+@pytest.mark.parametrize("x_shape,context_shape,out_shape", PARTLY_UNKNOWN, ids=PARTLY_IDS)
+def test_a_dim_unknown_in_one_input_only(x_shape, context_shape, out_shape):
+    layer = HyperZZWOperator(x_shape[-1])
+    out = layer([keras.Input(batch_shape=x_shape), keras.Input(batch_shape=context_shape)])
+    assertions.assert_shape(out.shape, out_shape, f"functional model, x{x_shape} c{context_shape}")
+    assert layer.compute_output_shape([x_shape, context_shape]) == out_shape
+
+
 def test_functional_model_runs_with_the_symbolic_shape():
     x = keras.Input((7, 4))
     context = keras.Input((3,))
