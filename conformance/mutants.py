@@ -26,6 +26,7 @@ EQUIVALENT_ON = {
     "symbolic sizes checked as if known": {"tensorflow": _SYMBOLIC, "torch": _SYMBOLIC},
     "float64 einsum subscripts for a rank-2 context only": {"tensorflow": _EINSUM_TF},
     "no cast of integer inputs": {"jax": _PROMOTION, "tensorflow": _PROMOTION},
+    "boolean contexts not cast": {"jax": _PROMOTION, "tensorflow": _PROMOTION},
     "float64 computed through matmul (float32 on torch)": {"jax": _MATMUL64, "tensorflow": _MATMUL64},
 }
 
