@@ -72,7 +72,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "autograph rewrites the layer's errors": ("    error.ag_pass_through = True\n", ""),
     "symbolic sizes rejected": ("    if value is None or _is_symbolic(value):", "    if value is None:"),
     "symbolic sizes checked as if known": (
-        "        x_shape = tuple(None if _is_symbolic(d) else d for d in x_shape)\n", ""
+        # (still a tuple: dropping the conversion altogether also breaks list shapes, which is another defect)
+        "        x_shape = tuple(None if _is_symbolic(d) else d for d in x_shape)\n", "        x_shape = tuple(x_shape)\n"
     ),
     "lost config field": (
         '                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),\n',
