@@ -71,6 +71,26 @@ def test_traced_with_unknown_dims_matches_the_oracle(x_spec, c_spec, case_id, mo
         assertions.assert_close(backend.to_numpy(out), want, tol, f"{case_id} {mode} run {i} {xs.shape}/{cs.shape}")
 
 
+@pytest.mark.xfail(
+    backend.NAME == "jax", raises=TypeError, strict=True,
+    reason="JAX's own broadcasting cannot broadcast a symbolic size against a known size > 1 (jax 0.10.2: "
+    "`TypeError: mul got incompatible shapes for broadcasting: (b, t, 16), (b, 6, 16)`); the layer accepts "
+    "the pair (a symbolic size is unknown, not a size that differs from 6), so the error is JAX's, not a "
+    "ValueError of the layer's claiming the shapes are incompatible",
+)
+def test_an_unknown_dim_against_a_known_size_takes_that_size():
+    """x's sequence axis unknown, the context's known (6, the golden case's): the pair is valid and the
+    output has that size. torch.export would specialize the axis to 6 (the sample must broadcast), so torch
+    traces it with torch.compile(dynamic=True), where it stays symbolic."""
+    case = cases.by_id("rank3-ctx3-float32")
+    data = golden.load_case(case)
+    mode = "torch.compile(dynamic=True)" if backend.NAME == "torch" else "trace"
+    program = _program(_layer(case, data), ("b", "t", 16), ("b", case.context_shape[1], 8), mode)
+    out = program(data["x"].astype(np.float32), data["context"].astype(np.float32))
+    atol = tolerance.forward_atol(data["x"], data["context"], data["kernel"], case.dtype, backend.NAME)
+    assertions.assert_close(backend.to_numpy(out), data["output"], atol, f"{case.id} {mode}, x's axis 1 unknown")
+
+
 BAD = [
     # (x spec, context spec, message) for a layer HyperZZWOperator(32, context_dim=8)
     (("b", 16), ("b", 8), "`HyperZZWOperator` expects the last dimension of `x` to be input_dim=32."),
