@@ -80,8 +80,8 @@ def test_traced_with_unknown_dims_matches_the_oracle(x_spec, c_spec, case_id, mo
 )
 def test_an_unknown_dim_against_a_known_size_takes_that_size():
     """x's sequence axis unknown, the context's known (6, the golden case's): the pair is valid and the
-    output has that size. torch.export would refuse the Dim (the sample must broadcast against 6, which
-    specializes the axis), so torch traces it with torch.compile(dynamic=True)."""
+    output has that size. torch.export traces a sample (t = 3 here) that cannot broadcast against 6, which
+    the layer rightly rejects, so torch traces it with torch.compile(dynamic=True) on the real arrays."""
     case = cases.by_id("rank3-ctx3-float32")
     data = golden.load_case(case)
     mode = "torch.compile(dynamic=True)" if backend.NAME == "torch" else "trace"
