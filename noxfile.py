@@ -126,22 +126,65 @@ def per_backend(name: str, suffix: str = "", **kwargs):
 #   latest  requirements/latest.txt: the newest releases the registry serves, unconstrained but for the
 #           torch CPU build (`nox -t latest`, for a scheduled job that catches a breaking release early)
 #   custom  yours: HYPERZZW_CONSTRAINTS=path/to/constraints.txt nox -s tests-jax-custom
+#   nightly requirements/nightly.txt: Keras's and TensorFlow's nightly builds (`nox -t nightly`, weekly)
 VERSION_SETS = {
     "oldest": ROOT / "requirements" / "oldest.txt",
     "latest": ROOT / "requirements" / "latest.txt",
+    "nightly": ROOT / "requirements" / "nightly.txt",
 }
 
 
-def run_suite(session: nox.Session, backend: str, constraints: str, reports: Path, upgrade: bool = False) -> None:
-    install(session, "test", EXTRAS[backend], constraints=constraints, upgrade=upgrade)
+def run_suite(session: nox.Session, backend: str, constraints: str, reports: Path, upgrade: bool = False,
+              version_set: str = "pinned") -> None:
+    if version_set == "nightly":
+        install_nightly(session, backend)
+    else:
+        install(session, "test", EXTRAS[backend], constraints=constraints, upgrade=upgrade)
     reports.mkdir(parents=True, exist_ok=True)
     env = backend_env(session, backend)
+    # The record says which set it belongs to; the report refuses to compare records of different sets.
+    env["HYPERZZW_VERSION_SET"] = version_set
     observed = reports / f"observed-{backend}.json"
     # A previous run's record must never stand in for this one (the suite removes it too, at its start).
     observed.unlink(missing_ok=True)
     env["HYPERZZW_OBSERVED"] = str(observed)
     # Two pytest-xdist workers (the CI machine has 2 cores); `-- -n 0` after it runs in one process.
     session.run("pytest", "-n", "2", *session.posargs, env=env)
+
+
+# The nightly builds' packages, per backend: keras-nightly for `keras`, tf-nightly for tensorflow-cpu.
+NIGHTLY = {"jax": ["jax", "jaxlib"], "torch": ["torch"], "tensorflow": ["tf-nightly"]}
+
+
+def install_nightly(session: nox.Session, backend: str) -> None:
+    """Keras's nightly build and the backend's, never beside the `keras` release (both ship the `keras` module;
+    whichever pip installed last would win). hyperzzw itself goes in with --no-deps: its one dependency is
+    `keras`, which keras-nightly provides under another name."""
+    test_tools = PYPROJECT["project"]["optional-dependencies"]["test"]
+    nightly = ["keras-nightly", *NIGHTLY[backend]]
+    if os.environ.get("HYPERZZW_NIGHTLY") == "newest":  # the newest builds the registry serves
+        session.install("--pre", "-U", "-c", CONSTRAINTS_TORCH_ONLY, *nightly, *test_tools)
+    else:
+        session.install("-c", str(VERSION_SETS["nightly"]), *nightly, *test_tools)
+    session.install("--no-deps", "-e", ".")
+    # A backend's own nightly may depend on the `keras` release (tensorflow-cpu does): then two distributions
+    # write one `keras` folder. Remove the release and reinstall the nightly's files over what it left.
+    releases = session.run_install("python", "-c", KERAS_DISTRIBUTIONS, silent=True).split()
+    if "keras" in releases:
+        session.log("the `keras` release came in beside keras-nightly: removing it, reinstalling keras-nightly")
+        session.run_install("python", "-m", "pip", "uninstall", "-y", "keras")
+        version = session.run_install("python", "-c", "import importlib.metadata as m; print(m.version('keras-nightly'))",
+                              silent=True).strip()
+        session.install("--no-deps", "--force-reinstall", f"keras-nightly=={version}")
+    releases = session.run_install("python", "-c", KERAS_DISTRIBUTIONS, silent=True).split()
+    if releases != ["keras-nightly"]:
+        session.error(f"the `keras` module must come from keras-nightly alone; it comes from {releases}")
+
+
+# Which installed distributions provide the `keras` module (the suite checks the same, and records it).
+KERAS_DISTRIBUTIONS = ("import importlib.metadata as m; "
+                       "print(' '.join(sorted(set(m.packages_distributions().get('keras', [])))))")
+CONSTRAINTS_TORCH_ONLY = str(VERSION_SETS["latest"])
 
 
 @per_backend("tests")
@@ -153,13 +196,19 @@ def tests(session: nox.Session, backend: str) -> None:
 @per_backend("tests", suffix="oldest", tags=["tests", "oldest"], default=False)
 def tests_oldest(session: nox.Session, backend: str) -> None:
     """The suite on the oldest supported releases (requirements/oldest.txt)."""
-    run_suite(session, backend, str(VERSION_SETS["oldest"]), REPORTS / "oldest")
+    run_suite(session, backend, str(VERSION_SETS["oldest"]), REPORTS / "oldest", version_set="oldest")
 
 
 @per_backend("tests", suffix="latest", tags=["latest"], default=False)
 def tests_latest(session: nox.Session, backend: str) -> None:
     """The suite on the newest releases the registry serves (only torch's CPU build pinned)."""
-    run_suite(session, backend, str(VERSION_SETS["latest"]), REPORTS / "latest", upgrade=True)
+    run_suite(session, backend, str(VERSION_SETS["latest"]), REPORTS / "latest", upgrade=True, version_set="latest")
+
+
+@per_backend("tests", suffix="nightly", tags=["nightly"], default=False)
+def tests_nightly(session: nox.Session, backend: str) -> None:
+    """The suite on Keras's nightly build (and TensorFlow's), requirements/nightly.txt."""
+    run_suite(session, backend, str(VERSION_SETS["nightly"]), REPORTS / "nightly", version_set="nightly")
 
 
 @per_backend("tests", suffix="custom", tags=[], default=False)
@@ -169,7 +218,7 @@ def tests_custom(session: nox.Session, backend: str) -> None:
     if not path or not Path(path).is_file():
         session.error(f"tests-{backend}-custom installs from your constraints file (pip -c): set "
                       f"HYPERZZW_CONSTRAINTS=path/to/constraints.txt (got {path!r})")
-    run_suite(session, backend, str(Path(path).resolve()), REPORTS / "custom")
+    run_suite(session, backend, str(Path(path).resolve()), REPORTS / "custom", version_set="custom")
 
 
 # Runs in tests-<backend>'s virtualenv (the same packages).

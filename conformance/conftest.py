@@ -136,6 +136,7 @@ def pytest_testnodedown(node, error):
         record = _OBSERVATIONS
         record.data["numeric"].update(output["numeric"])
         record.data["errors"].update(output["errors"])
+        record.data["upstream"].update(output["upstream"])
         # every worker collects (and deselects from) the whole suite
         _WORKERS["collected"] = max(_WORKERS["collected"], output["collected"])
         _WORKERS["deselected"] = max(_WORKERS["deselected"], output["deselected"])
@@ -148,8 +149,8 @@ def pytest_sessionfinish(session, exitstatus):
     if hasattr(config, "workerinput"):  # an xdist worker: the controller writes the record
         record = _observations().data
         config.workeroutput["hyperzzw"] = {
-            "record": {k: v for k, v in record.items() if k not in ("numeric", "errors")},
-            "numeric": record["numeric"], "errors": record["errors"],
+            "record": {k: v for k, v in record.items() if k not in ("numeric", "errors", "upstream")},
+            "numeric": record["numeric"], "errors": record["errors"], "upstream": record["upstream"],
             "collected": session.testscollected, "deselected": _DESELECTED,
         }
         return

@@ -11,6 +11,7 @@ starts, and the file is written when it ends, so a crashed session leaves no fil
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -19,6 +20,12 @@ from pathlib import Path
 import numpy as np
 
 ENV_VAR = "HYPERZZW_OBSERVED"
+VERSION_SET_VAR = "HYPERZZW_VERSION_SET"
+
+
+def keras_distributions() -> list[str]:
+    """The installed distributions that provide the `keras` module (two would overwrite each other's files)."""
+    return sorted(set(importlib.metadata.packages_distributions().get("keras", [])))
 
 
 def file_sha256(path: str) -> str | None:
@@ -34,6 +41,10 @@ class Observations:
 
         self.data = {
             "backend": backend_name,
+            # Which version set the session installed (the noxfile names it), and which distributions provide
+            # the `keras` module it imported: ["keras"], or ["keras-nightly"] for the nightly set.
+            "version_set": os.environ.get(VERSION_SET_VAR, "unnamed"),
+            "keras_distributions": keras_distributions(),
             "keras": keras.__version__,
             "versions": {
                 "keras": keras.__version__,
@@ -45,6 +56,7 @@ class Observations:
             "session": None,  # filled in by `finish`
             "numeric": {},  # "<case>/<what>/<mode>" -> {"dtype", "shape", "values"}
             "errors": {},  # "<bad case>/<mode>" -> [type name, message]
+            "upstream": {},  # "<op>/<dtype>" -> the dtype keras.ops gave (conformance.upstream)
         }
 
     @classmethod
@@ -52,7 +64,7 @@ class Observations:
         """An empty record with `record`'s header (backend, versions, layer): how the pytest-xdist controller,
         which imports neither keras nor the backend, takes over its workers' records."""
         self = cls.__new__(cls)
-        self.data = {**record, "session": None, "numeric": {}, "errors": {}}
+        self.data = {**record, "session": None, "numeric": {}, "errors": {}, "upstream": {}}
         return self
 
     def numeric(self, key: str, values: np.ndarray, dtype: str) -> None:
@@ -62,6 +74,9 @@ class Observations:
             "shape": list(values.shape),
             "values": values.ravel().tolist(),
         }
+
+    def upstream(self, probe_id: str, dtype: str) -> None:
+        self.data["upstream"][probe_id] = dtype
 
     def error(self, key: str, exc: BaseException | None) -> None:
         self.data["errors"][key] = None if exc is None else [type(exc).__name__, str(exc)]

@@ -120,6 +120,45 @@ def _session_problems(backend: str, run: dict) -> list[str]:
     return problems
 
 
+def _version_problems(runs: dict) -> list[str]:
+    """A report compares one version set: the same set, keras and numpy in every record, and the `keras`
+    module from the distribution that set installs (keras-nightly for the nightly set, the release otherwise)."""
+    problems = []
+    for what, get in (("version sets", lambda run: run.get("version_set")),
+                      ("keras versions", lambda run: run.get("versions", {}).get("keras")),
+                      ("numpy versions", lambda run: run.get("versions", {}).get("numpy"))):
+        seen = {b: get(run) for b, run in runs.items()}
+        if len(set(seen.values())) > 1:
+            problems.append(f"the records come from different {what}: "
+                            + ", ".join(f"{b} {v}" for b, v in seen.items()))
+    for backend, run in runs.items():
+        want = ["keras-nightly"] if run.get("version_set") == "nightly" else ["keras"]
+        if run.get("keras_distributions") != want:
+            problems.append(f"{backend}: its keras module came from {run.get('keras_distributions')}, "
+                            f"expected {want} for version set {run.get('version_set')!r}")
+    return problems
+
+
+def upstream_differences(runs: dict) -> list[str]:
+    """The probed keras.ops behaviours (conformance.upstream) that differ from the pinned set's."""
+    from conformance import upstream
+
+    out = []
+    for backend, run in runs.items():
+        for probe_id, got in sorted((run.get("upstream") or {}).items()):
+            pinned, _ = upstream.expected(backend, PINNED_KERAS, probe_id)
+            if got != pinned:
+                out.append(f"{backend}: keras.ops {probe_id} gives {got} (keras {run['keras']}); "
+                           f"{pinned} in the pinned set (keras {PINNED_KERAS})")
+    return out
+
+
+# The keras release of requirements/constraints.txt, the pinned set's baseline for `upstream_differences`.
+PINNED_KERAS = next(line.split("==")[1].strip() for line in
+                    (Path(__file__).resolve().parent.parent / "requirements" / "constraints.txt").read_text().splitlines()
+                    if line.startswith("keras=="))
+
+
 def build(reports: Path) -> dict:
     manifest = golden.read_manifest()
     runs = {}
@@ -130,7 +169,11 @@ def build(reports: Path) -> dict:
     problems = [f"{b}: no observations ({reports / f'observed-{b}.json'} is missing: its session did not run, or "
                 f"crashed before it ended)" for b in BACKENDS if b not in runs]
     for backend, run in runs.items():
+        if run.get("backend") != backend:
+            problems.append(f"{reports / f'observed-{backend}.json'} holds the record of a {run.get('backend')} "
+                            f"session, not of {backend}")
         problems += _session_problems(backend, run)
+    problems += _version_problems(runs)
     layers = {b: (run.get("layer") or {}).get("sha256") for b, run in runs.items()}
     if len(set(layers.values())) > 1:
         problems.append("the backends tested different layer files: " + ", ".join(
@@ -210,6 +253,8 @@ def build(reports: Path) -> dict:
             for b, run in runs.items()
         },
         "missing": [b for b in BACKENDS if b not in runs],
+        "version_set": sorted({str(run.get("version_set")) for run in runs.values()}),
+        "upstream_differences": upstream_differences(runs),
         "summary_by_dtype": summary_by_dtype,
         "rows": rows,
         "errors": error_rows,
@@ -276,6 +321,10 @@ def markdown(report: dict) -> str:
         cells = [_fmt(row["backends"][b]["max_abs"]) if b in row["backends"] else "-" for b in backends]
         cells += [_fmt(row["pairs"][p]["max_abs"]) if p in row["pairs"] else "-" for p in pairs]
         lines.append(f"| {row['key']} | {row['dtype']} | {_fmt(tol)} | " + " | ".join(cells) + f" | {'yes' if row['ok'] else '**NO**'} |")
+    lines += ["", f"## Upstream behaviour (version set {', '.join(report['version_set'])})", "",
+              "The keras.ops dtypes the layer relies on (conformance/upstream.py) that differ from the pinned "
+              "set's:", ""]
+    lines += [f"- {d}" for d in report["upstream_differences"]] or ["- none"]
     bad_errors = [r for r in report["errors"] if not r["ok"]]
     lines += ["", f"Error checks: {len(report['errors']) - len(bad_errors)} of {len(report['errors'])} identical to the catalogue on every backend observed."]
     for r in bad_errors:
@@ -299,6 +348,8 @@ def summary(report: dict) -> str:
         worst = max(s["err_over_tol"].values(), default=0.0)
         out.append(f"  {dtype:<9} {s['rows']:>4} rows: worst err/tol {worst:.2g}; between backends {s['max_rel']:.2g} "
                    f"relative, {s['underflow_abs']:.2g} absolute in the underflow range")
+    for d in report["upstream_differences"]:
+        out.append(f"  upstream: {d}")
     out.append(f"  RESULT: {'PASS' if report['ok'] else 'FAIL'}")
     out += [f"    - {p}" for p in report["problems"]]
     return "\n".join(out)

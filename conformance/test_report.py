@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from conformance import cases, golden, observed, report
+from conformance import cases, golden, observed, report, upstream
 
 LAYER = {"path": "/src/hyperzzw/layer.py", "sha256": "ab" * 32}
 
@@ -31,13 +31,15 @@ def _record(backend: str) -> dict:
         numeric[key] = {"dtype": dtype, "shape": list(values.shape), "values": values.ravel().tolist()}
     errors = golden.load_errors()
     return {
-        "backend": backend, "keras": "3.15.1",
+        "backend": backend, "keras": "3.15.1", "version_set": "pinned", "keras_distributions": ["keras"],
         "versions": {"keras": "3.15.1", backend: "1.0", "numpy": np.__version__, "python": "3.11"},
         "layer": dict(LAYER),
         "session": {"exit_status": 0, "args": [], "keyword": "", "markexpr": "", "deselected": 0, "collected": 409,
                     "failed": 0, "paths_given": False, "maxfail": 0, "complete": True},
         "numeric": numeric,
         "errors": {key: errors[key] for key in want_errors},
+        "upstream": {probe_id: upstream.expected(backend, report.PINNED_KERAS, probe_id)[0]
+                     for probe_id in upstream.probe_ids()},
     }
 
 
@@ -159,3 +161,60 @@ def test_observations_round_trip(tmp_path):
     path.write_text(json.dumps({"numeric": {"a/output/eager": {"dtype": "float32", "shape": [2], "values": [1.0, float("nan")]}}, "errors": {}}))
     data = observed.load(path)
     assert data["numeric"]["a/output/eager"]["values"].shape == (2,)
+
+
+def test_records_of_different_version_sets_fail_the_report(tmp_path, records):
+    """One report covers one version set: an oldest-set jax record beside pinned torch and tensorflow records
+    must not pass, even with every observation present and agreeing."""
+    def oldest(r):
+        r["version_set"] = "oldest"
+        r["keras"] = r["versions"]["keras"] = "3.13.1"
+    result = _report(tmp_path, _broken(records, "jax", oldest))
+    assert result["problems"] == [
+        "the records come from different version sets: jax oldest, torch pinned, tensorflow pinned",
+        "the records come from different keras versions: jax 3.13.1, torch 3.15.1, tensorflow 3.15.1",
+    ]
+
+
+def test_a_record_with_another_numpy_fails_the_report(tmp_path, records):
+    def numpy(r):
+        r["versions"]["numpy"] = "2.3.0"
+    result = _report(tmp_path, _broken(records, "torch", numpy))
+    assert result["problems"] == [
+        f"the records come from different numpy versions: jax {np.__version__}, torch 2.3.0, "
+        f"tensorflow {np.__version__}"
+    ]
+
+
+def test_a_nightly_record_whose_keras_is_the_release_fails_the_report(tmp_path, records):
+    """In a venv holding keras-nightly, installing tensorflow-cpu pulls the `keras` release in beside it; a
+    session that then imports the release is not a nightly session, whatever its set is called."""
+    nightly = copy.deepcopy(records)
+    for r in nightly.values():
+        r["version_set"] = "nightly"
+        r["keras_distributions"] = ["keras-nightly"]
+    assert _report(tmp_path, nightly)["ok"]
+    def both(r):
+        r["keras_distributions"] = ["keras", "keras-nightly"]
+    result = _report(tmp_path, _broken(nightly, "tensorflow", both))
+    assert result["problems"] == ["tensorflow: its keras module came from ['keras', 'keras-nightly'], expected "
+                                  "['keras-nightly'] for version set 'nightly'"]
+
+
+def test_a_record_filed_under_another_backend_fails_the_report(tmp_path, records):
+    """observed-torch.json copied over observed-tensorflow.json: torch compared with itself must not pass."""
+    misfiled = dict(records, tensorflow=copy.deepcopy(records["torch"]))
+    result = _report(tmp_path, misfiled)
+    assert "observed-tensorflow.json holds the record of a torch session" in result["problems"][0]
+
+
+def test_upstream_differences_are_listed(tmp_path, records):
+    def downcast(r):
+        r["upstream"]["multiply/float64"] = "float32"
+    result = _report(tmp_path, _broken(records, "torch", downcast))
+    assert result["ok"]  # the canary test fails the session itself; the report lists what differs
+    assert result["upstream_differences"] == [
+        f"torch: keras.ops multiply/float64 gives float32 (keras 3.15.1); float64 in the pinned set (keras "
+        f"{report.PINNED_KERAS})"
+    ]
+    assert "multiply/float64 gives float32" in report.markdown(result)

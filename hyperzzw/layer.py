@@ -34,7 +34,7 @@ import operator
 import keras
 from keras import ops
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["HyperZZWOperator"]
 
 _NAME = "HyperZZWOperator"
@@ -140,6 +140,26 @@ def _split(inputs, shapes):
     )
 
 
+# TensorFlow's broadcasting kernels (`tf.multiply`, `tf.broadcast_to`) handle at most five runs of dimensions
+# that broadcast alike, and raise `UnimplementedError` beyond; `einsum` broadcasts by other means and handles
+# any rank on every backend (measured to rank 13), but is slower, so the layer takes it only past that limit.
+_MAX_BROADCAST_RUNS = 5
+
+
+def _broadcast_runs(a_shape, b_shape):
+    """How many runs of dimensions broadcast alike (`a` along, `b` along, or neither) between two shapes of
+    one rank, as TensorFlow counts them; an unknown dimension counts as a run of its own."""
+    runs, previous = 0, None
+    for a, b in zip(a_shape, b_shape):
+        a, b = (None if d is None or _is_symbolic(d) else int(d) for d in (a, b))
+        if a == 1 and b == 1:
+            continue  # broadcasts nothing: TensorFlow drops it
+        kind = "a" if a == 1 else "b" if b == 1 else "=" if a == b and a is not None else object()
+        if kind != previous:
+            runs, previous = runs + 1, kind
+    return runs
+
+
 def _broadcast_dim(a, b):
     """Broadcasts two static dimensions (None is unknown); returns False when they cannot broadcast."""
     if a == 1:
@@ -151,6 +171,12 @@ def _broadcast_dim(a, b):
     if b is None:
         return a
     return False
+
+
+def _multiply_keeps_float64():
+    """Whether `keras.ops.multiply` of two float64 tensors is float64 (see `HyperZZWOperator.build`)."""
+    one = ops.ones((1,), dtype="float64")
+    return keras.backend.standardize_dtype(ops.multiply(one, one).dtype) == "float64"
 
 
 @keras.saving.register_keras_serializable(package="hyperzzw")
@@ -211,6 +237,7 @@ class HyperZZWOperator(keras.layers.Layer):
         if context_dim is not None:
             context_dim = _check_dim("context_dim", context_dim)
         super().__init__(**kwargs)
+        self.supports_masking = True
         self.input_dim = input_dim
         self.context_dim = context_dim
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -227,6 +254,10 @@ class HyperZZWOperator(keras.layers.Layer):
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
+        # keras-team/keras#23225 (in the Keras 3.16 nightlies; reported as keras-team/keras#23704): on the
+        # torch backend `keras.ops.multiply` computes two float64 inputs in float32. Where it does, the float64
+        # product goes through `einsum`, which keeps float64; elsewhere `multiply`, which is faster.
+        self._multiply_by_einsum = self.compute_dtype == "float64" and not _multiply_keeps_float64()
 
     def call(self, inputs):
         x, context = _split(inputs, shapes=False)
@@ -247,11 +278,27 @@ class HyperZZWOperator(keras.layers.Layer):
         # A rank-2 context applies to every position of x: (batch, input_dim) -> (batch, 1, ..., input_dim).
         for _ in range(len(x.shape) - len(context.shape)):
             weights = ops.expand_dims(weights, axis=1)
+        if self._multiply_by_einsum or _broadcast_runs(x.shape, weights.shape) > _MAX_BROADCAST_RUNS:
+            return ops.einsum("...i,...i->...i", x, weights)
         return ops.multiply(x, weights)
 
     def compute_output_shape(self, input_shape):
         x_shape, context_shape = _split(input_shape, shapes=True)
         return self._check_shapes(x_shape, context_shape)[1]
+
+    def compute_mask(self, inputs, mask=None):
+        # As for an elementwise product: the output keeps the mask of `x`; a context of x's rank has x's
+        # time axes, and its mask is combined with x's by logical AND (NumPy broadcasting); a rank-2 context
+        # has no time axis, and carries no mask over to the output.
+        if not isinstance(mask, (list, tuple)) or len(mask) != 2:
+            return None
+        x, context = _split(inputs, shapes=False)
+        x_mask, context_mask = mask
+        if len(context.shape) != len(x.shape):
+            context_mask = None
+        if x_mask is None or context_mask is None:
+            return context_mask if x_mask is None else x_mask
+        return ops.logical_and(x_mask, context_mask)
 
     def get_config(self):
         config = super().get_config()
@@ -281,37 +328,27 @@ class HyperZZWOperator(keras.layers.Layer):
         # A symbolic size is checked as an unknown one: what cannot be decided statically is not rejected.
         x_shape = tuple(None if _is_symbolic(d) else d for d in x_shape)
         context_shape = tuple(None if _is_symbolic(d) else d for d in context_shape)
-        received = f"Received: x.shape={_fmt_shape(x_shape)}, context.shape={_fmt_shape(context_shape)}"
+
+        def invalid(expected):
+            return _error(
+                f"`{_NAME}` expects {expected}. "
+                f"Received: x.shape={_fmt_shape(x_shape)}, context.shape={_fmt_shape(context_shape)}"
+            )
+
         if len(x_shape) < 2:
-            raise _error(
-                f"`{_NAME}` expects `x` to have rank >= 2, (batch_size, ..., input_dim). {received}"
-            )
+            raise invalid("`x` to have rank >= 2, (batch_size, ..., input_dim)")
         if len(context_shape) not in (2, len(x_shape)):
-            raise _error(
-                f"`{_NAME}` expects `context` to have rank 2 or the rank of `x` ({len(x_shape)}). "
-                f"{received}"
-            )
+            raise invalid(f"`context` to have rank 2 or the rank of `x` ({len(x_shape)})")
         if x_shape[-1] != self.input_dim:
-            raise _error(
-                f"`{_NAME}` expects the last dimension of `x` to be input_dim={self.input_dim}. "
-                f"{received}"
-            )
+            raise invalid(f"the last dimension of `x` to be input_dim={self.input_dim}")
         context_dim = context_shape[-1]
         if context_dim is None:
-            raise _error(
-                f"`{_NAME}` expects the last dimension of `context` to be defined. {received}"
-            )
+            raise invalid("the last dimension of `context` to be defined")
         if self.context_dim is not None and context_dim != self.context_dim:
-            raise _error(
-                f"`{_NAME}` expects the last dimension of `context` to be "
-                f"context_dim={self.context_dim}. {received}"
-            )
+            raise invalid(f"the last dimension of `context` to be context_dim={self.context_dim}")
         # Leading dims that must broadcast: the batch dim only for a rank-2 context, else all of them.
         n = len(context_shape) - 1
         leading = [_broadcast_dim(a, b) for a, b in zip(x_shape[:n], context_shape[:n])]
         if any(d is False for d in leading):
-            raise _error(
-                f"`{_NAME}` expects the leading dimensions of `x` and `context` to be "
-                f"broadcast-compatible. {received}"
-            )
+            raise invalid("the leading dimensions of `x` and `context` to be broadcast-compatible")
         return context_dim, tuple(leading) + x_shape[n:]
