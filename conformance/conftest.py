@@ -72,10 +72,11 @@ def pytest_report_header(config):
                 pass
         return "not installed"
 
-    library = {"jax": ("jax",), "torch": ("torch",), "tensorflow": ("tensorflow", "tensorflow-cpu")}.get(name, ())
+    library = {"jax": ("jax",), "torch": ("torch",),
+               "tensorflow": ("tensorflow", "tensorflow-cpu", "tf-nightly", "tf-nightly-cpu")}.get(name, ())
     x64 = f", JAX_ENABLE_X64={os.environ.get('JAX_ENABLE_X64', '')!r}" if name == "jax" else ""
     return [
-        f"hyperzzw conformance: backend={name} {version(*library)}, keras={version('keras')}, "
+        f"hyperzzw conformance: backend={name} {version(*library)}, keras={version('keras', 'keras-nightly')}, "
         f"numpy={version('numpy')}{x64}",
         f"layer under test: {target.locate()}",
         f"hypothesis profile: {PROFILE} (max_examples={settings.default.max_examples}, "

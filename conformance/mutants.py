@@ -20,7 +20,14 @@ _EINSUM_TF = (
 )
 _AUTOGRAPH = "only TensorFlow's autograph rewrites errors raised inside a tf.function"
 _SYMBOLIC = "only jax.export gives symbolic sizes that are not integers (TensorFlow gives None, torch SymInts)"
+_TF_RUNS = "only TensorFlow's broadcasting kernels stop at five runs of broadcast dimensions; multiply takes any rank here"
+_MULTIPLY64 = (
+    "keras.ops.multiply keeps float64 on this backend in this Keras (it computes float64 in float32 on torch from "
+    "the Keras 3.16 nightlies on: keras-team/keras#23225; the nightly set catches this mutant there)"
+)
 EQUIVALENT_ON = {
+    "einsum past TensorFlow's broadcast limit dropped": {"jax": _TF_RUNS, "torch": _TF_RUNS},
+    "float64 product by multiply wherever": {"jax": _MULTIPLY64, "torch": _MULTIPLY64, "tensorflow": _MULTIPLY64},
     "autograph rewrites the layer's errors": {"jax": _AUTOGRAPH, "torch": _AUTOGRAPH},
     "symbolic sizes rejected": {"tensorflow": _SYMBOLIC, "torch": _SYMBOLIC},
     "symbolic sizes checked as if known": {"tensorflow": _SYMBOLIC, "torch": _SYMBOLIC},
@@ -163,6 +170,50 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "hyper_kernel created non-trainable": (
         "            constraint=self.kernel_constraint,\n        )",
         "            constraint=self.kernel_constraint,\n            trainable=False,\n        )",
+    ),
+    # --- added with masks, every rank and the constructor's arguments ---
+    # Masks: the layer declared non-masking (Keras then drops the mask), the context's mask ignored or OR'd
+    # in, and a rank-2 context's mask (it has no time axis) carried over.
+    "masks not supported": ("        self.supports_masking = True\n", ""),
+    "the context's mask ignored": ("        return ops.logical_and(x_mask, context_mask)", "        return x_mask"),
+    "masks combined by OR": ("        return ops.logical_and(x_mask, context_mask)", "        return ops.logical_or(x_mask, context_mask)"),
+    "a rank-2 context's mask carried over": ("            context_mask = None\n", "            pass\n"),
+    # Ranks: the plain multiply everywhere (TensorFlow then raises its own UnimplementedError at rank 6+).
+    "einsum past TensorFlow's broadcast limit dropped": (
+        "        if self._multiply_by_einsum or _broadcast_runs(x.shape, weights.shape) > _MAX_BROADCAST_RUNS:",
+        "        if self._multiply_by_einsum:",
+    ),
+    "float64 product by multiply wherever": (
+        '        self._multiply_by_einsum = self.compute_dtype == "float64" and not _multiply_keeps_float64()',
+        "        self._multiply_by_einsum = False",
+    ),
+    # Constructor arguments: the kernel drawn as (input_dim, context_dim) and transposed (the initializer's
+    # fan-in and fan-out swapped: same shape, wrong scale); one fixed seed for every layer; the regularizer's
+    # factor replaced by Keras's default.
+    "initializer fans swapped": (
+        "            initializer=self.kernel_initializer,",
+        "            initializer=lambda shape, dtype=None: ops.transpose(self.kernel_initializer(shape[::-1], dtype)),",
+    ),
+    "every layer draws the same kernel": (
+        "            initializer=self.kernel_initializer,",
+        "            initializer=lambda shape, dtype=None: (keras.utils.set_random_seed(0), self.kernel_initializer(shape, dtype))[1],",
+    ),
+    "regularizer factor lost": (
+        "            regularizer=self.kernel_regularizer,",
+        "            regularizer=self.kernel_regularizer and keras.regularizers.L2(),",
+    ),
+    # Values: the projection clipped to float16's range "against overflow" (right for small inputs only).
+    "weights clipped to float16's range": (
+        "            weights = ops.matmul(context, self.hyper_kernel)\n",
+        "            weights = ops.clip(ops.matmul(context, self.hyper_kernel), -65504.0, 65504.0)\n",
+    ),
+    # Edge sizes: a last dim of 1 taken as broadcastable against input_dim ("x of 1 feature broadcasts").
+    "x's last dim of 1 accepted for any input_dim": (
+        "        if x_shape[-1] != self.input_dim:", "        if x_shape[-1] not in (1, self.input_dim):"
+    ),
+    # Edge sizes: the broadcast check skips the last leading axis (an off-by-one in the slice).
+    "the last leading dim not checked": (
+        "zip(x_shape[:n], context_shape[:n])]", "zip(x_shape[:n], context_shape[:n])][: max(n - 1, 1)] + list(x_shape[max(n - 1, 1):n])"
     ),
 }
 

@@ -163,3 +163,50 @@ def symbolic_output_shape(x_shape, context_shape) -> tuple:
         else:
             out.append(a if b is None else b)
     return tuple(out) + tuple(x_shape[n:])
+
+
+# --- every rank the contract allows, with adversarial broadcast patterns --------------------------------------
+
+def broadcast_runs(x_shape, context_shape) -> int:
+    """How many runs of dimensions broadcast alike between x and `context @ kernel` in x's layout (TensorFlow's
+    broadcasting kernels handle at most five; the layer must handle any number)."""
+    weights = oracle.broadcast_weights(np.empty(tuple(context_shape[:-1]) + (x_shape[-1],)), len(x_shape)).shape
+    runs, previous = 0, None
+    for a, b in zip(x_shape, weights):
+        if a == 1 and b == 1:
+            continue
+        kind = "x" if a == 1 else "w" if b == 1 else "="
+        runs, previous = runs + (kind != previous), kind
+    return runs
+
+
+@st.composite
+def every_rank_shape_pairs(draw, max_rank: int = 8, budget: int = 3_000):
+    """A valid `(x_shape, context_shape)` of rank 2 to `max_rank`, either context form, whose leading dims
+    broadcast in adversarial patterns: 1s alternating between the two inputs (TensorFlow's kernels cannot
+    merge those), the same shifted by one, or a random mix; within `budget` multiply-adds."""
+    # High ranks first: hypothesis favours the first of a sampled_from, and ranks 2-5 are drawn elsewhere too.
+    rank = draw(st.sampled_from(list(range(max_rank, 1, -1))), label="rank")
+    input_dim, context_dim = draw(st.integers(1, 5), label="input_dim"), draw(st.integers(1, 5), label="context_dim")
+    form = "rank-2 context" if rank == 2 else draw(st.sampled_from(["rank-N context", "rank-2 context"]), label="form")
+    pattern = draw(st.sampled_from(["alternating", "alternating, shifted", "random"]), label="pattern")
+    positions_cap = max(1, budget // (input_dim * context_dim))
+    leading = []
+    for _ in range(rank - 1):
+        room = positions_cap // max(math.prod(leading), 1)
+        leading.append(draw(st.integers(2, 3)) if room >= 3 else 2 if room >= 2 else 1)
+    x_lead, context_lead = list(leading), list(leading)
+    for i, n in enumerate(leading):
+        side = {"alternating": ("x1", "c1")[i % 2], "alternating, shifted": ("c1", "x1")[i % 2]}.get(pattern)
+        side = side or draw(st.sampled_from(["both", "x1", "c1"]))
+        if side == "x1":
+            x_lead[i] = 1
+        elif side == "c1":
+            context_lead[i] = 1
+    if form == "rank-2 context":
+        context_lead = context_lead[:1]
+    x_shape, context_shape = tuple(x_lead) + (input_dim,), tuple(context_lead) + (context_dim,)
+    event(f"rank {rank}, {form}")
+    event(f"pattern {pattern}")
+    event(f"broadcast runs {'6+' if broadcast_runs(x_shape, context_shape) > 5 else '1-5'}")
+    return x_shape, context_shape
