@@ -174,7 +174,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
     # --- added with masks, every rank and the constructor's arguments ---
     # Masks: the layer declared non-masking (Keras then drops the mask), the context's mask ignored or OR'd
     # in, and a rank-2 context's mask (it has no time axis) carried over.
-    "masks not supported": ("        self.supports_masking = True\n", ""),
+    # (Keras takes a layer that overrides compute_mask as supporting masks.)
+    "masks not supported": ("    def compute_mask(self, inputs, mask=None):", "    def _compute_mask(self, inputs, mask=None):"),
     "the context's mask ignored": ("        return ops.logical_and(x_mask, context_mask)", "        return x_mask"),
     "masks combined by OR": ("        return ops.logical_and(x_mask, context_mask)", "        return ops.logical_or(x_mask, context_mask)"),
     "a rank-2 context's mask carried over": ("            context_mask = None\n", "            pass\n"),

@@ -374,3 +374,15 @@ def sgd_step(x, context, y, kernel, w, learning_rate: float, dtype: str = "float
             + 2 * u * new_w.abs().round("float64", upward=True)
         ),
     }
+
+
+def output_mask(x_mask, context_mask, x_rank: int, context_rank: int):
+    """The mask of the layer's output, as for an elementwise product (`keras.layers.Multiply` keeps its
+    inputs' masks): x's mask, combined by logical AND (NumPy broadcasting) with the context's when the context
+    has x's rank; a rank-2 context has no time axis, and its mask (if any) does not reach the output. None when
+    neither input carries a mask that reaches it."""
+    if context_rank != x_rank:
+        context_mask = None
+    if x_mask is None or context_mask is None:
+        return x_mask if context_mask is None else np.asarray(context_mask, bool)
+    return np.logical_and(x_mask, context_mask)

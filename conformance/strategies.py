@@ -210,3 +210,66 @@ def every_rank_shape_pairs(draw, max_rank: int = 8, budget: int = 3_000):
     event(f"pattern {pattern}")
     event(f"broadcast runs {'6+' if broadcast_runs(x_shape, context_shape) > 5 else '1-5'}")
     return x_shape, context_shape
+
+
+# --- the constructor's arguments -----------------------------------------------------------------------------
+
+# Keras's initializer families: (class name, config strategy, random?). Variance scaling in each mode and
+# distribution (fan-in and fan-out differ whenever context_dim != input_dim), the named glorot/he/lecun
+# forms, plain random ones, orthogonal, and the deterministic ones.
+_VARIANCE = st.fixed_dictionaries({
+    "scale": st.sampled_from([0.5, 1.0, 2.0]),
+    "mode": st.sampled_from(["fan_in", "fan_out", "fan_avg"]),
+    "distribution": st.sampled_from(["truncated_normal", "untruncated_normal", "uniform"]),
+})
+INITIALIZERS = {
+    "VarianceScaling": (_VARIANCE, True),
+    "GlorotUniform": (st.just({}), True), "GlorotNormal": (st.just({}), True),
+    "HeUniform": (st.just({}), True), "HeNormal": (st.just({}), True),
+    "LecunUniform": (st.just({}), True), "LecunNormal": (st.just({}), True),
+    "RandomNormal": (st.fixed_dictionaries({"mean": st.sampled_from([0.0, 1.0]), "stddev": st.sampled_from([0.05, 1.0])}), True),
+    "RandomUniform": (st.fixed_dictionaries({"minval": st.just(-2.0), "maxval": st.sampled_from([0.5, 3.0])}), True),
+    "TruncatedNormal": (st.fixed_dictionaries({"stddev": st.sampled_from([0.05, 1.0])}), True),
+    "Orthogonal": (st.fixed_dictionaries({"gain": st.sampled_from([1.0, 0.5])}), True),
+    "Zeros": (st.just({}), False), "Ones": (st.just({}), False),
+    "Constant": (st.fixed_dictionaries({"value": st.sampled_from([0.25, -3.0])}), False),
+    "Identity": (st.fixed_dictionaries({"gain": st.sampled_from([1.0, 2.0])}), False),
+}
+REGULARIZERS = {
+    "L1": st.fixed_dictionaries({"l1": st.sampled_from([0.01, 0.5])}),
+    "L2": st.fixed_dictionaries({"l2": st.sampled_from([0.01, 0.5])}),
+    "L1L2": st.fixed_dictionaries({"l1": st.sampled_from([0.01, 0.25]), "l2": st.sampled_from([0.02, 0.5])}),
+}
+CONSTRAINTS = {
+    "NonNeg": st.just({}),
+    "MaxNorm": st.fixed_dictionaries({"max_value": st.sampled_from([0.5, 2.0]), "axis": st.just(0)}),
+    "UnitNorm": st.fixed_dictionaries({"axis": st.just(0)}),
+    "MinMaxNorm": st.fixed_dictionaries({"min_value": st.just(0.5), "max_value": st.sampled_from([1.0, 2.0]),
+                                         "rate": st.sampled_from([1.0, 0.5]), "axis": st.just(0)}),
+}
+
+
+@st.composite
+def constructor_arguments(draw, name: str):
+    """A `HyperZZWOperator` configuration as dicts of Keras class names and configs (the test builds the Keras
+    objects): `context_dim` explicit or inferred, the initializer family `name` (seeded or not, when it is
+    random), a regularizer and a constraint, or none."""
+    config_strategy, random = INITIALIZERS[name]
+    config = dict(draw(config_strategy))
+    seeded = random and draw(st.booleans(), label="seeded")
+    if seeded:
+        config["seed"] = draw(st.integers(0, 2**16))
+    regularizer = draw(st.sampled_from([None, *sorted(REGULARIZERS)]), label="regularizer")
+    constraint = draw(st.sampled_from([None, *sorted(CONSTRAINTS)]), label="constraint")
+    args = {
+        "explicit_context_dim": draw(st.booleans(), label="explicit context_dim"),
+        "initializer": (name, config),
+        "random": random,
+        "seeded": seeded,
+        "regularizer": None if regularizer is None else (regularizer, draw(REGULARIZERS[regularizer])),
+        "constraint": None if constraint is None else (constraint, draw(CONSTRAINTS[constraint])),
+    }
+    family = "variance scaling" if name == "VarianceScaling" else name
+    event(f"initializer {family}{', seeded' if seeded else ', unseeded' if random else ''}")
+    event(f"regularizer {regularizer}, constraint {constraint}")
+    return args

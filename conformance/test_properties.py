@@ -307,3 +307,92 @@ def test_symbolic_shapes_with_unknown_dims(pair, policy, context_dtype, data):
     assert backend.dtype_of(out) == compute
     assert layer.context_dim == context_shape[-1]
     assert layer.compute_output_shape([xs, cs]) == strategies.symbolic_output_shape(xs, cs)
+
+
+def _keras_object(module, spec):
+    return None if spec is None else module.get({"class_name": spec[0], "config": dict(spec[1])})
+
+
+def _constraint_oracle(name: str, config: dict, u: np.ndarray) -> np.ndarray:
+    """What Keras's constraint `name` does to a kernel, in float64 (its documented formula)."""
+    if name == "NonNeg":
+        return u * (u >= 0)
+    eps = keras.backend.epsilon()
+    norms = np.sqrt(np.sum(u * u, axis=config["axis"], keepdims=True))
+    if name == "UnitNorm":
+        return u / (eps + norms)
+    if name == "MaxNorm":
+        desired = np.clip(norms, 0, config["max_value"])
+    else:  # MinMaxNorm
+        desired = config["rate"] * np.clip(norms, config["min_value"], config["max_value"]) + (1 - config["rate"]) * norms
+    return u * desired / (eps + norms)
+
+
+@pytest.mark.parametrize("family", sorted(strategies.INITIALIZERS))
+@settings(max_examples=max(4, settings.default.max_examples // 6))  # 15 families share the profile's budget
+@given(data=st.data(), pair=strategies.shape_pairs(max_rank=3, min_batch=1), seed=st.integers(0, 2**16))
+def test_constructor_arguments_reach_the_kernel_the_loss_and_the_update(family, data, pair, seed):
+    """Every initializer family Keras ships (the kernel is what it draws for shape (context_dim, input_dim):
+    seeded, bit for bit; unseeded, a fresh draw per layer that keras.utils.set_random_seed reproduces), an
+    explicit or inferred context_dim, a regularizer (its loss) and a constraint (applied by the optimizer), and
+    the output with that kernel against the oracle."""
+    args = data.draw(strategies.constructor_arguments(family), label="arguments")
+    x_shape, context_shape = pair
+    shape = (context_shape[-1], x_shape[-1])
+    name, config = args["initializer"]
+
+    def make():
+        return HyperZZWOperator(
+            x_shape[-1], context_dim=shape[0] if args["explicit_context_dim"] else None,
+            kernel_initializer=_keras_object(keras.initializers, args["initializer"]),
+            kernel_regularizer=_keras_object(keras.regularizers, args["regularizer"]),
+            kernel_constraint=_keras_object(keras.constraints, args["constraint"]),
+        )
+
+    def kernel_of(layer):
+        layer.build([x_shape, context_shape])
+        return backend.to_numpy(layer.hyper_kernel)
+
+    keras.utils.set_random_seed(seed)
+    layer = make()
+    kernel = kernel_of(layer)
+    what = f"{name}{config} {shape}"
+    if not args["random"] or args["seeded"]:
+        # The same initializer, made afresh from the drawn spec, draws the same values for that shape.
+        want = backend.to_numpy(_keras_object(keras.initializers, args["initializer"])(shape, dtype="float32"))
+        np.testing.assert_array_equal(kernel, want, err_msg=what)
+    else:
+        assert kernel.size < 2 or not np.array_equal(kernel_of(make()), kernel), f"{what}: two fresh layers drew the same kernel"
+        keras.utils.set_random_seed(seed)
+        np.testing.assert_array_equal(kernel_of(make()), kernel, err_msg=f"{what}: set_random_seed does not reproduce it")
+    # The configuration round-trips.
+    assert HyperZZWOperator.from_config(layer.get_config()).get_config() == layer.get_config()
+
+    rng = np.random.default_rng(seed)
+    x = strategies.random_values(seed, x_shape, "float32")
+    context = strategies.random_values(seed + 1, context_shape, "float32")
+    out = _call(layer, x, context, "float32")
+    assertions.assert_close(backend.to_numpy(out), oracle.forward(x, context, kernel, "float32"),
+                            tolerance.forward_atol(x, context, kernel, "float32", backend.NAME), what)
+
+    if args["regularizer"]:
+        factors = args["regularizer"][1]
+        l1, l2 = factors.get("l1", 0.0), factors.get("l2", 0.0)
+        exact = l1 * np.sum(np.abs(kernel)) + l2 * np.sum(kernel * kernel)
+        # float32: n = kernel.size terms summed, each product and the factor rounded once: gamma(n + 2).
+        bound = tolerance.gamma(kernel.size + 2, "float32") * exact
+        got = sum(float(backend.to_numpy(loss)) for loss in layer.losses)
+        assert abs(got - exact) <= bound, f"{what}: regularization loss {got}, oracle {exact} (bound {bound:.2g})"
+    else:
+        assert not layer.losses
+
+    if args["constraint"]:
+        # One SGD step (learning rate 1) by a gradient of 4s from a kernel of multiples of 2**-9 in [-1, 1]: the
+        # update k - 4 is exact in float32, so the constraint is all that shapes the result.
+        start = rng.integers(-512, 513, shape) / 512.0
+        layer.hyper_kernel.assign(backend.tensor(start, "float32"))
+        keras.optimizers.SGD(learning_rate=1.0).apply([backend.tensor(np.full(shape, 4.0), "float32")], [layer.hyper_kernel])
+        want = _constraint_oracle(*args["constraint"], start - 4.0)
+        # A norm over context_dim terms and one scaling: gamma(context_dim + 4) relative, per element.
+        atol = tolerance.gamma(shape[0] + 4, "float32") * np.abs(want) + tolerance.TINY["float32"]
+        assertions.assert_close(backend.to_numpy(layer.hyper_kernel), want, atol, f"{what} {args['constraint']}")

@@ -237,7 +237,6 @@ class HyperZZWOperator(keras.layers.Layer):
         if context_dim is not None:
             context_dim = _check_dim("context_dim", context_dim)
         super().__init__(**kwargs)
-        self.supports_masking = True
         self.input_dim = input_dim
         self.context_dim = context_dim
         self.kernel_initializer = keras.initializers.get(kernel_initializer)

@@ -1,0 +1,165 @@
+"""Masks, as Keras layers carry them: the output keeps x's mask; a context of x's rank has x's time axes and
+its mask is combined with x's by logical AND; a rank-2 context has none. Checked against the oracle
+(`oracle.output_mask`) through `compute_mask` eagerly and compiled, through a functional model (symbolic),
+and end to end: a masked sequence model gives the same output whatever the padded positions hold."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from conformance import assertions, backend, oracle
+from conformance.target import HyperZZWOperator
+
+# (id, x shape, context shape, x mask shape or None, context mask shape or None)
+MASK_CASES = [
+    ("x masked, rank-2 context", (3, 5, 4), (3, 2), (3, 5), None),
+    ("x masked, rank-2 context with a mask of its own", (3, 5, 4), (3, 2), (3, 5), (3,)),
+    ("both masked, same rank", (3, 5, 4), (3, 5, 2), (3, 5), (3, 5)),
+    ("both masked, the context broadcasts over time", (3, 5, 4), (3, 1, 2), (3, 5), (3, 1)),
+    ("both masked, x broadcasts over time", (3, 1, 4), (3, 5, 2), (3, 1), (3, 5)),
+    ("only the context masked", (3, 5, 4), (3, 5, 2), None, (3, 5)),
+    ("rank 4, both masked, broadcast", (2, 3, 4, 4), (2, 3, 1, 2), (2, 3, 4), (2, 3, 1)),
+    ("rank 4, x masked over its first two axes", (2, 3, 4, 4), (2, 2), (2, 3), None),
+    ("no masks", (3, 5, 4), (3, 5, 2), None, None),
+]
+IDS = [case[0] for case in MASK_CASES]
+
+
+def _masks(case, seed=0):
+    _, x_shape, context_shape, x_mask_shape, context_mask_shape = case
+    rng = np.random.default_rng(seed)
+    draw = lambda shape: None if shape is None else rng.random(shape) < 0.6  # noqa: E731
+    return rng.standard_normal(x_shape), rng.standard_normal(context_shape), draw(x_mask_shape), draw(context_mask_shape)
+
+
+def _expected(case, x_mask, context_mask):
+    return oracle.output_mask(x_mask, context_mask, len(case[1]), len(case[2]))
+
+
+def _assert_mask(got, want, what):
+    __tracebackhide__ = True
+    if want is None:
+        assert got is None, f"{what} on {backend.NAME}: expected no mask, got one of shape {tuple(got.shape)}"
+        return
+    assert got is not None, f"{what} on {backend.NAME}: expected a mask of shape {want.shape}, got None"
+    assertions.assert_dtype(backend.dtype_of(got), "bool", what)
+    np.testing.assert_array_equal(backend.to_numpy(got), want, err_msg=f"{what} on {backend.NAME}")
+
+
+def _tensor_or_none(mask):
+    return None if mask is None else backend.tensor(mask, "bool")
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+@pytest.mark.parametrize("case", MASK_CASES, ids=IDS)
+def test_compute_mask_matches_the_oracle(case, mode):
+    x, context, x_mask, context_mask = _masks(case)
+    layer = HyperZZWOperator(x.shape[-1])
+    inputs = [backend.tensor(x, "float32"), backend.tensor(context, "float32")]
+    layer(inputs)
+    masks = [_tensor_or_none(x_mask), _tensor_or_none(context_mask)]
+    if mode == "eager":
+        got = layer.compute_mask(inputs, masks)
+    else:
+        present = [i for i, m in enumerate(masks) if m is not None]
+
+        def fn(x, context, *given):
+            full = list(masks)
+            for i, m in zip(present, given):
+                full[i] = m
+            out = layer.compute_mask([x, context], full)
+            return ops.zeros(()) if out is None else out  # a compiled function must return a tensor
+
+        got = backend.COMPILERS["jit"][1](fn)(*inputs, *(masks[i] for i in present))
+        got = None if _expected(case, x_mask, context_mask) is None and got.shape == () else got
+    _assert_mask(got, _expected(case, x_mask, context_mask), f"{case[0]} ({mode})")
+
+
+def test_compute_mask_without_masks_is_none():
+    layer = HyperZZWOperator(4)
+    inputs = [backend.tensor(np.ones((2, 3, 4)), "float32"), backend.tensor(np.ones((2, 3, 2)), "float32")]
+    assert layer.compute_mask(inputs, None) is None
+    assert layer.compute_mask(inputs, [None, None]) is None
+
+
+class _MaskAsFloat(keras.layers.Layer):
+    """Returns the mask its input carries, as 0/1 floats (a model cannot output a mask itself)."""
+
+    def __init__(self):
+        super().__init__()
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        return ops.cast(mask, "float32")
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+@pytest.mark.parametrize("case", [c for c in MASK_CASES if c[3] is not None and len(c[3]) == len(c[1]) - 1], ids=lambda c: c[0])
+def test_masks_flow_through_a_functional_model(case):
+    """Masks made by `keras.layers.Masking` (a position is masked when all its features are 0) reach the
+    layer symbolically, and the model's run-time mask is the oracle's."""
+    x, context, x_mask, context_mask = _masks(case)
+    x = np.where(x_mask[..., None], np.where(x == 0, 1.0, x), 0.0)
+    if context_mask is not None and len(context_mask.shape) == len(case[2]) - 1:
+        context = np.where(context_mask[..., None], np.where(context == 0, 1.0, context), 0.0)
+    else:
+        context_mask = None
+    x_in, c_in = keras.Input(batch_shape=(None,) + x.shape[1:]), keras.Input(batch_shape=(None,) + context.shape[1:])
+    c_masked = keras.layers.Masking()(c_in) if context_mask is not None else c_in
+    y = HyperZZWOperator(x.shape[-1])([keras.layers.Masking()(x_in), c_masked])
+    assert y._keras_mask is not None, f"{case[0]}: the symbolic output carries no mask"
+    model = keras.Model([x_in, c_in], _MaskAsFloat()(y))
+    got = backend.to_numpy(model([backend.tensor(x, "float32"), backend.tensor(context, "float32")]))
+    want = oracle.output_mask(x_mask, context_mask, x.ndim, context.ndim)
+    np.testing.assert_array_equal(got.astype(bool), want, err_msg=f"{case[0]} on {backend.NAME}")
+
+
+def _sequence_model(head: str, context_sequence: bool):
+    """Token ids -> Embedding(mask_zero) -> HyperZZWOperator (context: a vector, or a second masked sequence)
+    -> an LSTM or self-attention and a masked average."""
+    ids = keras.Input((6,), dtype="int32")
+    embedded = keras.layers.Embedding(10, 4, mask_zero=True, name="tokens")(ids)
+    if context_sequence:
+        context_in = keras.Input((6,), dtype="int32")
+        context = keras.layers.Embedding(7, 3, mask_zero=True, name="context_tokens")(context_in)
+    else:
+        context_in = keras.Input((3,))
+        context = context_in
+    h = HyperZZWOperator(4)([embedded, context])
+    if head == "lstm":
+        out = keras.layers.LSTM(3)(h)
+    else:
+        attended = keras.layers.MultiHeadAttention(num_heads=1, key_dim=2)(h, h)
+        out = keras.layers.GlobalAveragePooling1D()(attended)
+    return keras.Model([ids, context_in], out)
+
+
+@pytest.mark.parametrize("context_sequence", [False, True], ids=["vector context", "masked sequence context"])
+@pytest.mark.parametrize("head", ["lstm", "attention"])
+def test_a_masked_sequence_model_ignores_what_the_padding_holds(head, context_sequence):
+    keras.utils.set_random_seed(3)
+    model = _sequence_model(head, context_sequence)
+    ids = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 8, 0], [9, 1, 0, 0, 0, 0]], dtype="int32")
+    if context_sequence:  # the context's padding ends earlier in one row: the AND of the two masks counts
+        context = np.array([[1, 2, 3, 4, 0, 0], [5, 6, 1, 2, 3, 4], [6, 0, 0, 0, 0, 0]], dtype="int32")
+    else:
+        context = np.random.default_rng(0).standard_normal((3, 3)).astype("float32")
+    inputs = [backend.tensor(ids, "int32"), backend.tensor(context, "int32" if context_sequence else "float32")]
+    before = backend.to_numpy(model(inputs))
+    # What the padding embeds: a row 0 of the embeddings far from every real token.
+    for name in ("tokens", "context_tokens") if context_sequence else ("tokens",):
+        table = model.get_layer(name).get_weights()[0]
+        table[0] = 100.0
+        model.get_layer(name).set_weights([table])
+    after = backend.to_numpy(model(inputs))
+    np.testing.assert_array_equal(after, before, err_msg=f"{head}: the output depends on the padded positions")
+    # and the model is not insensitive to everything: a real token's embedding moves the output
+    table = model.get_layer("tokens").get_weights()[0]
+    table[1] += 1.0
+    model.get_layer("tokens").set_weights([table])
+    assert not np.array_equal(backend.to_numpy(model(inputs)), before)
