@@ -163,6 +163,22 @@ CATALOGUE: tuple[BadCase, ...] = (
     _shapes("rank-3 both, batch 2 vs 3", (2, 7, 5), (3, 7, 3), _BROADCAST),
     _shapes("rank-4 both, height 2 vs 3", (4, 2, 6, 5), (4, 3, 6, 3), _BROADCAST),
     _shapes("rank-4 both, width 6 vs 5", (1, 2, 6, 5), (1, 1, 5, 3), _BROADCAST),
+    # --- edge sizes: the mismatch at each leading axis of ranks 3-5 and 8, every other dim 1 in both ---
+    *(
+        _shapes(f"rank {rank}, axis {axis}: {a} vs {b}, every other dim 1",
+                tuple(a if i == axis else 1 for i in range(rank - 1)) + (5,),
+                tuple(b if i == axis else 1 for i in range(rank - 1)) + (3,), _BROADCAST)
+        for rank in (3, 4, 5, 8) for axis in range(rank - 1) for a, b in ((2, 3), (3, 2))
+    ),
+    # --- edge sizes of the last dimensions: 1 against a larger size, either way ---------------------------
+    _shapes("x last dim 1 for input_dim 3", (4, 1), (4, 3), "the last dimension of `x` to be input_dim=3",
+            {"input_dim": 3}, modes=("eager", "symbolic")),
+    _shapes("x last dim 2 for input_dim 1", (4, 2), (4, 3), "the last dimension of `x` to be input_dim=1",
+            {"input_dim": 1}, modes=("eager", "symbolic")),
+    _shapes("context_dim=1, context 2", (4, 5), (4, 2), "the last dimension of `context` to be context_dim=1",
+            {"input_dim": 5, "context_dim": 1}, modes=("eager", "symbolic")),
+    _shapes("context_dim=2, context 1", (4, 5), (4, 1), "the last dimension of `context` to be context_dim=2",
+            {"input_dim": 5, "context_dim": 2}, modes=("eager", "symbolic")),
     # --- a built layer called on inputs that disagree with how it was built ---------------------------
     _shapes("built with context 3, called with 2", (4, 5), (4, 2),
             "the last dimension of `context` to be context_dim=3", modes=("built",)),

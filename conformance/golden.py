@@ -416,19 +416,31 @@ def keras_path(backend_name: str) -> str:
     return f"keras/saved-{backend_name}.keras"
 
 
-def keras_model_bytes(layer_class) -> bytes:
-    """A functional model around the layer, holding KERAS_CASE's kernel, saved as `.keras` bytes."""
-    import tempfile
-
+def keras_model(layer_class, kernel: np.ndarray | None = None):
+    """A functional model around the layer, the one the `.keras` files hold; with KERAS_CASE's kernel unless
+    `kernel` is given."""
     import keras
 
     case = cases.by_id(KERAS_CASE)
-    kernel = compute_case(case)["kernel"].astype(np.float32)
+    kernel = compute_case(case)["kernel"] if kernel is None else kernel
     x = keras.Input(shape=case.x_shape[1:], name="x")
     context = keras.Input(shape=case.context_shape[1:], name="context")
     layer = layer_class(case.input_dim, name="zzw")
     model = keras.Model([x, context], layer([x, context]), name="golden_model")
-    layer.hyper_kernel.assign(kernel)
+    layer.hyper_kernel.assign(kernel.astype(np.float32))
+    return model
+
+
+# The formats users save a model in besides `.keras`, each round-tripped by every backend session, and the
+# `.weights.h5` inside each backend's golden `.keras` file, loaded by every other backend.
+SAVED_FORMATS = ("weights.h5", "legacy h5", "pickle")
+
+
+def keras_model_bytes(layer_class) -> bytes:
+    """KERAS_CASE's model (`keras_model`) saved as `.keras` bytes."""
+    import tempfile
+
+    model = keras_model(layer_class)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
         model.save(path)

@@ -189,15 +189,14 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "        self._multiply_by_einsum = False",
     ),
     # Constructor arguments: the kernel drawn as (input_dim, context_dim) and transposed (the initializer's
-    # fan-in and fan-out swapped: same shape, wrong scale); one fixed seed for every layer; the regularizer's
+    # fan-in and fan-out swapped: same shape, wrong scale); a seeded default (every layer the same kernel); the regularizer's
     # factor replaced by Keras's default.
     "initializer fans swapped": (
         "            initializer=self.kernel_initializer,",
         "            initializer=lambda shape, dtype=None: ops.transpose(self.kernel_initializer(shape[::-1], dtype)),",
     ),
-    "every layer draws the same kernel": (
-        "            initializer=self.kernel_initializer,",
-        "            initializer=lambda shape, dtype=None: (keras.utils.set_random_seed(0), self.kernel_initializer(shape, dtype))[1],",
+    "the default initializer seeded": (
+        '        kernel_initializer="glorot_uniform",', "        kernel_initializer=keras.initializers.GlorotUniform(seed=0),"
     ),
     "regularizer factor lost": (
         "            regularizer=self.kernel_regularizer,",

@@ -47,7 +47,7 @@ def _expected(key: str, manifest: dict, cache: dict):
         # the state after each step: kernels[1:] / ws[1:], with that step's bound
         atol = data["kernel_atol"] if quantity == "kernels" else data["w_atol"]
         return data[quantity][1:], cases.TRAINING.dtype, lambda backend: atol
-    if name.startswith("keras-file-"):
+    if name.startswith(("keras-file-", "weights-file-", "saved-")):  # all three hold KERAS_CASE's model
         name = golden.KERAS_CASE
     try:
         case = cases.by_id(name)
@@ -95,6 +95,8 @@ def expected_keys() -> tuple[set[str], set[str]]:
     for quantity in ("losses", "kernels", "ws"):
         numeric |= {f"training/{quantity}/eager", f"training/{quantity}/jit"}
     numeric |= {f"keras-file-{b}/output/eager" for b in golden.KERAS_BACKENDS}
+    numeric |= {f"weights-file-{b}/output/eager" for b in golden.KERAS_BACKENDS}
+    numeric |= {f"saved-{fmt}/output/eager" for fmt in golden.SAVED_FORMATS}
     return numeric, set(golden.load_errors())
 
 

@@ -78,6 +78,21 @@ def test_initializer_regularizer_constraint_are_used():
     assert isinstance(layer.hyper_kernel.constraint, keras.constraints.NonNeg)
 
 
+def test_default_layers_draw_fresh_kernels_that_the_global_seed_reproduces():
+    """Unseeded (the default), every layer draws its own kernel; keras.utils.set_random_seed reproduces them."""
+    def kernel():
+        layer = HyperZZWOperator(6)
+        layer.build([(None, 6), (None, 3)])
+        return backend.to_numpy(layer.hyper_kernel)
+
+    keras.utils.set_random_seed(7)
+    first, second = kernel(), kernel()
+    assert not np.array_equal(first, second)
+    keras.utils.set_random_seed(7)
+    np.testing.assert_array_equal(kernel(), first)
+    np.testing.assert_array_equal(kernel(), second)
+
+
 def test_layer_is_registered_under_the_hyperzzw_package():
     assert keras.saving.get_registered_name(HyperZZWOperator) == "hyperzzw>HyperZZWOperator"
     assert keras.saving.get_registered_object("hyperzzw>HyperZZWOperator") is HyperZZWOperator

@@ -6,10 +6,12 @@ long random search. A failure prints the falsifying example and a `@reproduce_fa
 
 from __future__ import annotations
 
+import math
+import os
+
 import keras
 import numpy as np
 import pytest
-import os
 
 from hypothesis import assume, event, example, given, note, settings
 from hypothesis import strategies as st
@@ -396,3 +398,40 @@ def test_constructor_arguments_reach_the_kernel_the_loss_and_the_update(family, 
         # A norm over context_dim terms and one scaling: gamma(context_dim + 4) relative, per element.
         atol = tolerance.gamma(shape[0] + 4, "float32") * np.abs(want) + tolerance.TINY["float32"]
         assertions.assert_close(backend.to_numpy(layer.hyper_kernel), want, atol, f"{what} {args['constraint']}")
+
+
+@pytest.mark.parametrize("dtype", strategies.cases.FLOAT_DTYPES)
+@settings(max_examples=max(4, settings.default.max_examples // 4))  # 4 dtypes share the profile's budget
+@given(
+    pair=strategies.shape_pairs(max_rank=3),
+    where=st.sampled_from(["top", "bottom", "anywhere"]),
+    offsets=st.tuples(st.integers(-2, 2), st.integers(-2, 2), st.integers(-2, 2)),
+    seed=st.integers(0, 2**16),
+    data=st.data(),
+)
+def test_values_across_the_dtype_range(dtype, pair, where, offsets, seed, data):
+    """Inputs scaled by powers of two across the dtype's whole exponent range, up to just below overflow of
+    the output and down to where it underflows: the output is the oracle's within the derived tolerance
+    (whose floor covers the flush-to-zero backends near the bottom). The scale is split between x, the
+    context and the kernel so that `context @ kernel` never overflows where the exact output does not."""
+    x_shape, context_shape = pair
+    _, min_exp, largest = oracle.FORMATS[dtype]
+    # Values below are at most 2**-1 in magnitude (random_values / 2**5), so |output| <= n * 2**(e_x + e_c + e_k).
+    n = context_shape[-1]
+    top = math.floor(math.log2(largest)) - math.ceil(math.log2(n)) - 8
+    bottom = min_exp + 6
+    total = {"top": top, "bottom": bottom}.get(where) or data.draw(st.integers(bottom, top), label="exponent")
+    event(f"{dtype} values at the {where} of the range")
+    ex, ec, ek = (total // 3 + o for o in offsets)
+    ek = total - ex - ec  # the three add up to `total`
+    scale = lambda v, e: oracle.round_to(v / 2.0**5 * 2.0**e, dtype)  # noqa: E731
+    x = scale(strategies.random_values(seed, x_shape, dtype), ex)
+    context = scale(strategies.random_values(seed + 1, context_shape, dtype), ec)
+    kernel = scale(strategies.random_values(seed + 2, (n, x_shape[-1]), dtype), ek)
+    layer = HyperZZWOperator(x_shape[-1], dtype=dtype)
+    layer.build([x_shape, context_shape])
+    layer.hyper_kernel.assign(backend.tensor(kernel, dtype))
+    out = backend.to_numpy(_call(layer, x, context, dtype))
+    assertions.assert_close(out, oracle.forward(x, context, kernel, dtype),
+                            tolerance.forward_atol(x, context, kernel, dtype, backend.NAME),
+                            f"{x_shape}/{context_shape}/{dtype} 2**({ex}, {ec}, {ek})")

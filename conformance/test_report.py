@@ -26,7 +26,8 @@ def _record(backend: str) -> dict:
             values = training[quantity] if quantity == "losses" else training[quantity][1:]
             dtype = cases.TRAINING.dtype
         else:
-            case = cases.by_id(golden.KERAS_CASE if name.startswith("keras-file-") else name)
+            saved = name.startswith(("keras-file-", "weights-file-", "saved-"))
+            case = cases.by_id(golden.KERAS_CASE if saved else name)
             values, dtype = golden.load_case(case)[quantity], case.dtype
         numeric[key] = {"dtype": dtype, "shape": list(values.shape), "values": values.ravel().tolist()}
     errors = golden.load_errors()
