@@ -277,11 +277,12 @@ def golden(session: nox.Session, backend: str) -> None:
     run_in_backend_venv(session, backend, "scripts/regenerate_golden.py")
 
 
-@per_backend("benchmark", default=False, python=False)
+# Its own venv: pandas, seaborn, matplotlib and tabulate stay out of `tests-<backend>` (keras and the backend).
+@per_backend("benchmark", default=False)
 def benchmark(session: nox.Session, backend: str) -> None:
-    """Time the layer against the raw backend expression and keras Dense (benchmarks/results/)."""
-    # matplotlib (for the plot) joins the backend's venv; nothing the suite imports uses it.
-    run_in_backend_venv(session, backend, "-m", "benchmarks.benchmark", extras=("bench",))
+    """Time the layer against a bare two-input layer, the raw backend expression and keras Dense (benchmarks/results/)."""
+    install(session, "test", "bench", EXTRAS[backend])
+    session.run("python", "-m", "benchmarks.benchmark", *session.posargs, env=backend_env(session, backend))
 
 
 @per_backend("sensor", default=False, python=False)

@@ -1,9 +1,10 @@
-"""Benchmark ``HyperZZWOperator`` against the raw backend expression and ``keras.layers.Dense``.
+"""Benchmark ``HyperZZWOperator`` against a bare two-input layer, the raw backend expression and ``keras.layers.Dense``.
 
 For every grid point (batch, input_dim, context_dim), dtype and mode (eager / compiled, forward /
-forward+backward) three implementations of ``output = x * (context @ kernel)`` are timed side by side in one
-process, interleaved round by round: ``layer`` (as a user calls it), ``raw`` (the backend's own ops) and
-``dense`` (``Dense(input_dim, use_bias=False)`` on the context, times ``x``). The backend plumbing, the layer
+forward+backward) four implementations of ``output = x * (context @ kernel)`` are timed side by side in one
+process, interleaved round by round: ``layer`` (as a user calls it), ``bare`` (a two-input Keras layer doing
+the same math with no checks: Keras's own floor for a ``[x, context]`` call), ``raw`` (the backend's own ops)
+and ``dense`` (``Dense(input_dim, use_bias=False)`` on the context, times ``x``). The backend plumbing, the layer
 and the result check's bound are the suite's (``conformance/``); statistics and tables are pandas', the plot
 seaborn's. Results (Markdown, JSON, PNG) go to ``benchmarks/results/``; ``benchmarks/README.md`` explains them.
 
@@ -35,11 +36,11 @@ import pandas as pd
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 BACKENDS = ("jax", "torch", "tensorflow")
 MODES = ("eager-fwd", "eager-fwdbwd", "compiled-fwd", "compiled-fwdbwd")
-IMPLS = ("layer", "raw", "dense")
+IMPLS = ("layer", "bare", "raw", "dense")
 DTYPES = ("float32", "bfloat16", "mixed_bfloat16")  # mixed_bfloat16: float32 inputs, bfloat16 compute
 CASE = ["batch", "input_dim", "context_dim", "dtype", "mode"]  # what identifies one timed case
 COLUMNS = ["check", "error", "median_s", "iqr_s", "min_s", "first_call_s", "ratio_to_raw", "ratio_to_raw_iqr",
-           "ratio_to_dense", "min_ratio_to_raw", "gflops", "gbps"]  # what the report reads from each record
+           "ratio_to_bare", "ratio_to_bare_iqr", "ratio_to_dense", "min_ratio_to_raw", "gflops", "gbps"]  # what the report reads from each record
 HEADLINE = {"batch": 8192, "input_dim": 512, "context_dim": 64}
 GRIDS = {
     "full": {"batch": (256, 1024, 4096, 16384, 65536), "input_dim": (64, 256, 1024), "context_dim": (8, 64, 256)},
@@ -47,7 +48,9 @@ GRIDS = {
     "point": {key: (value,) for key, value in HEADLINE.items()},
 }
 PROBE = {"batch": 256, "input_dim": 64, "context_dim": 8}  # where compute is negligible: per-call overhead
+GRIDS["probe"] = {key: (value,) for key, value in PROBE.items()}
 COMPILED_RATIO_TARGET, COMPILED_TARGET_MIN_BATCH, OVERHEAD_SLACK = 1.05, 4096, 1.05
+BARE_RATIO_TARGET = 1.10  # eager, at the probe shape: the layer's own per-call cost on top of Keras's floor
 # B = batch, D = input_dim, C = context_dim; benchmarks/README.md derives both models.
 FLOP_MODEL = ("forward 2*B*C*D + B*D (context @ kernel, times x); forward+backward 3 * 2*B*C*D + 4*B*D (the "
               "forward and the two gradient matmuls; the multiply, the sum, d_x and g)")
@@ -60,7 +63,9 @@ ATTRIBUTION = {
     "einsum instead of matmul": ("keras.ops einsum", "keras.ops"),
     "layer body beyond matmul + multiply": ("layer.call", "keras.ops"),
     "of which: the shape checks": ("layer._check_shapes", None),
-    "Layer.__call__ for [x, context]": ("layer()", "layer.call"),
+    "the layer's own cost": ("layer()", "bare()"),
+    "Layer.__call__ for [x, context] (Keras)": ("bare()", "bare.call"),
+    "Layer.__call__ for [x, context], the layer's (Keras, and its masking)": ("layer()", "layer.call"),
     "Layer.__call__ for Dense": ("dense()", "dense.call"),
     "layer overhead": ("layer()", "raw"),
     "dense overhead": ("dense()", "raw"),
@@ -135,7 +140,25 @@ def without_grad(be, step: Callable, *args) -> Callable:
     return run
 
 
-# --- the three implementations ---------------------------------------------------------------------------
+# --- the four implementations ----------------------------------------------------------------------------
+
+
+def bare_layer_class():
+    """A two-input Keras layer computing `x * (context @ kernel)` with `keras.ops` and nothing else: no checks,
+    no casts, no masks. What any `[x, context]` layer costs Keras per call, the floor the layer is held to."""
+    import keras
+    from keras import ops
+
+    class Bare(keras.layers.Layer):
+        def __init__(self, input_dim, context_dim, **kwargs):
+            super().__init__(**kwargs)
+            self.kernel = self.add_weight(shape=(context_dim, input_dim), name="kernel")
+
+        def call(self, inputs):
+            x, context = inputs
+            return ops.multiply(x, ops.matmul(context, self.kernel))
+
+    return Bare
 
 
 def make_setup(be, layer_cls, dims: tuple[int, int, int], dtype: str, seed: int) -> types.SimpleNamespace:
@@ -155,10 +178,12 @@ def make_setup(be, layer_cls, dims: tuple[int, int, int], dtype: str, seed: int)
     dense = keras.layers.Dense(d, use_bias=False, dtype=dtype)
     dense.build((None, c))
     dense.kernel.assign(kernel)
+    bare = bare_layer_class()(d, c, dtype=dtype)
+    bare.kernel.assign(kernel)
     x, context, raw_kernel = be.timing_inputs(be.tensor(x, input_dtype), be.tensor(context, input_dtype),
                                               be.tensor(kernel, policy.variable_dtype))
     return types.SimpleNamespace(dims=dims, dtype=dtype, compute_dtype=policy.compute_dtype, x=x, context=context,
-                                 kernel=raw_kernel, layer=layer, dense=dense)
+                                 kernel=raw_kernel, layer=layer, dense=dense, bare=bare)
 
 
 def forward_fns(be, setup, pure: bool) -> dict[str, tuple[Callable, Any]]:
@@ -169,7 +194,7 @@ def forward_fns(be, setup, pure: bool) -> dict[str, tuple[Callable, Any]]:
 
     def compute(v):  # a mixed policy computes in its compute dtype: raw and Dense cast as Keras does
         return cast(v, setup.compute_dtype) if mixed else v
-    layer, dense = setup.layer, setup.dense
+    layer, dense, bare = setup.layer, setup.dense, setup.bare
 
     # Named functions, not lambdas: TF's autograph reads their source.
     def raw(k, x, c):
@@ -184,10 +209,17 @@ def forward_fns(be, setup, pure: bool) -> dict[str, tuple[Callable, Any]]:
     def layer_call(k, x, c):
         return layer([x, c])
 
+    def bare_pure(k, x, c):
+        return bare.stateless_call([k], [], [x, c])[0]
+
+    def bare_call(k, x, c):
+        return bare([x, c])
+
     def dense_call(k, x, c):
         return multiply(compute(x), dense(c))
 
-    return {"layer": (layer_pure if pure else layer_call, layer.hyper_kernel.value), "raw": (raw, setup.kernel),
+    return {"layer": (layer_pure if pure else layer_call, layer.hyper_kernel.value),
+            "bare": (bare_pure if pure else bare_call, bare.kernel.value), "raw": (raw, setup.kernel),
             "dense": (dense_pure if pure else dense_call, dense.kernel.value)}
 
 
@@ -259,6 +291,7 @@ def run_case(be, setup, mode: str, args) -> list[dict]:
     rounds = samples.groupby(["round", "impl"]).t.median().unstack()  # each round's block medians
     s["ratio_to_raw"], s["ratio_to_raw_iqr"] = paired(rounds, "raw", "div")
     s["ratio_to_dense"], s["ratio_to_dense_iqr"] = paired(rounds, "dense", "div")
+    s["ratio_to_bare"], s["ratio_to_bare_iqr"] = paired(rounds, "bare", "div")
     s["overhead_vs_raw_s"], s["overhead_vs_raw_iqr_s"] = paired(rounds, "raw", "sub")
     s["min_ratio_to_raw"] = s.min_s / s.min_s["raw"]
     return [{**case, "impl": impl, **values} for impl, values in s.loc[list(IMPLS)].to_dict("index").items()]
@@ -272,7 +305,8 @@ def breakdown(be, layer_cls, args) -> dict[str, Any]:
     from keras import ops
 
     setup = make_setup(be, layer_cls, tuple(PROBE.values()), "float32", args.seed)
-    layer, dense, x, c, kernel = setup.layer, setup.dense, setup.x, setup.context, setup.layer.hyper_kernel
+    layer, dense, bare = setup.layer, setup.dense, setup.bare
+    x, c, kernel = setup.x, setup.context, setup.layer.hyper_kernel
     shapes, multiply = (tuple(x.shape), tuple(c.shape)), be.NATIVE["multiply"]
     steps = {
         "raw": lambda: multiply(x, be.NATIVE["matmul"](c, setup.kernel)),
@@ -280,6 +314,8 @@ def breakdown(be, layer_cls, args) -> dict[str, Any]:
         "keras.ops einsum": lambda: ops.multiply(x, ops.einsum("...c,ci->...i", c, kernel)),
         "layer.call": lambda: layer.call([x, c]),
         "layer()": lambda: layer([x, c]),
+        "bare.call": lambda: bare.call([x, c]),
+        "bare()": lambda: bare([x, c]),
         "dense.call": lambda: multiply(x, dense.call(c)),
         "dense()": lambda: multiply(x, dense(c)),
         "layer._check_shapes": lambda: layer._check_shapes(*shapes),
@@ -344,7 +380,16 @@ def verdicts(results: pd.DataFrame, probe: dict | None) -> dict[str, Any]:
                  for impl, key in keys.items() for stat in ("min", "median")}
         eager["verdict"] = ("PASS" if eager["layer_overhead_median_s"] <= OVERHEAD_SLACK * eager["dense_overhead_median_s"]
                             else "FAIL")
-    return {"compiled_fwdbwd_within_1.05x_raw": compiled, "eager_overhead_le_dense": eager}
+    at_probe = results.query("impl == 'layer' and mode in ('eager-fwd', 'eager-fwdbwd') and batch == @PROBE['batch'] "
+                             "and input_dim == @PROBE['input_dim'] and context_dim == @PROBE['context_dim']")
+    bare_points = [{"dtype": r.dtype, "mode": r.mode, "ratio": r.ratio_to_bare, "ratio_iqr": r.ratio_to_bare_iqr,
+                    "verdict": "PASS" if r.ratio_to_bare <= BARE_RATIO_TARGET else "FAIL"}
+                   for r in at_probe.dropna(subset=["ratio_to_bare"]).itertuples()]
+    bare = {"points": bare_points,
+            "verdict": "n/a (no eager row at the probe shape: run --grid probe)" if not bare_points
+            else "PASS" if all(p["verdict"] == "PASS" for p in bare_points) else "FAIL"}
+    return {"compiled_fwdbwd_within_1.05x_raw": compiled, "eager_overhead_le_dense": eager,
+            "eager_within_1.10x_bare": bare}
 
 
 def markdown(meta: dict, results: pd.DataFrame, probe: dict | None, verdict: dict) -> str:
@@ -365,18 +410,19 @@ def markdown(meta: dict, results: pd.DataFrame, probe: dict | None, verdict: dic
     layer = by["layer"]
     table = pd.DataFrame({impl: by[impl].median_s.map(fmt_time) + " (" + by[impl].iqr_s.map(fmt_time) + ")"
                           for impl in IMPLS})
-    for name, (impl, column, fmt) in {"layer/raw": ("layer", "ratio_to_raw", "{:.3f}"),
+    for name, (impl, column, fmt) in {"layer/bare": ("layer", "ratio_to_bare", "{:.3f}"),
+                                      "layer/raw": ("layer", "ratio_to_raw", "{:.3f}"),
                                       "dense/raw": ("dense", "ratio_to_raw", "{:.3f}"),
                                       "layer/dense": ("layer", "ratio_to_dense", "{:.3f}"),
                                       "GFLOP/s": ("layer", "gflops", "{:.1f}"), "GB/s": ("layer", "gbps", "{:.2f}")}.items():
         table[name] = by[impl][column].map(fmt.format)
     table["check"] = layer.check.where(layer.error.isna(), layer.error)
-    lines += [table.reset_index().to_markdown(index=False, colalign=["right"] * 3 + ["left"] * 2 + ["right"] * 8 + ["left"])]
+    lines += [table.reset_index().to_markdown(index=False, colalign=["right"] * 3 + ["left"] * 2 + ["right"] * 10 + ["left"])]
     firsts = pd.DataFrame({impl: by[impl].first_call_s.map(fmt_time) for impl in IMPLS})
     firsts = firsts[layer.index.get_level_values("mode").str.startswith("compiled") & layer.error.isna()]
     if len(firsts):
         lines += ["", "First call (compilation included) of the compiled modes:", "",
-                  firsts.reset_index().to_markdown(index=False, colalign=["right"] * 3 + ["left"] * 2 + ["right"] * 3)]
+                  firsts.reset_index().to_markdown(index=False, colalign=["right"] * 3 + ["left"] * 2 + ["right"] * 4)]
     c, e = verdict["compiled_fwdbwd_within_1.05x_raw"], verdict["eager_overhead_le_dense"]
     lines += ["", "## Targets", "", f"1. Compiled forward+backward within {COMPILED_RATIO_TARGET}x of raw at batch >= "
               f"{COMPILED_TARGET_MIN_BATCH} (median per-round ratio): **{c['verdict']}**"]
@@ -384,6 +430,12 @@ def markdown(meta: dict, results: pd.DataFrame, probe: dict | None, verdict: dic
               f"(IQR {p['ratio_iqr']:.3f}; ratio of minima {p['ratio_of_minima']:.3f}): {p['verdict']}" for p in c["points"]]
     lines.append(f"2. Eager per-call overhead (time - raw time) no worse than Dense's ({OVERHEAD_SLACK}x slack), at the "
                  f"probe B={PROBE['batch']} D={PROBE['input_dim']} C={PROBE['context_dim']} float32 forward: **{e['verdict']}**")
+    b = verdict["eager_within_1.10x_bare"]
+    lines.append(f"3. Eager, the layer within {BARE_RATIO_TARGET}x of the bare two-input layer at the probe "
+                 f"B={PROBE['batch']} D={PROBE['input_dim']} C={PROBE['context_dim']} (median per-round ratio): "
+                 f"**{b['verdict']}**")
+    lines += [f"   - {p['dtype']} {p['mode']}: layer/bare {p['ratio']:.3f} (IQR {p['ratio_iqr']:.3f}): {p['verdict']}"
+              for p in b["points"]]
     if "layer_overhead_min_s" in e:
         lines.append(f"   - medians: layer {fmt_time(e['layer_overhead_median_s'])} vs Dense "
                      f"{fmt_time(e['dense_overhead_median_s'])} per call (minima: layer {fmt_time(e['layer_overhead_min_s'])} "

@@ -65,7 +65,7 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "no broadcast check": ("if any(d is False for d in leading):", "if False:"),
     "context_dim inferred from x": ("context_dim = context_shape[-1]", "context_dim = x_shape[-1]"),
     "no cast of integer inputs": (
-        "        if keras.backend.standardize_dtype(tensor.dtype) != self.compute_dtype:\n",
+        "        if _dtype_name(tensor.dtype) != self.compute_dtype:\n",
         "        if False:\n",
     ),
     "float64 weights leak": (
@@ -163,8 +163,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "config drops the base layer's fields": ("        config = super().get_config()\n", "        config = {}\n"),
     # Only integer inputs cast: a boolean (one-hot) context reaches matmul as bool.
     "boolean contexts not cast": (
-        "        if keras.backend.standardize_dtype(tensor.dtype) != self.compute_dtype:\n",
-        '        if "int" in keras.backend.standardize_dtype(tensor.dtype):\n',
+        "        if _dtype_name(tensor.dtype) != self.compute_dtype:\n",
+        '        if "int" in _dtype_name(tensor.dtype):\n',
     ),
     # The weight created frozen: a forward pass is right, training never moves it.
     "hyper_kernel created non-trainable": (
@@ -181,8 +181,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "a rank-2 context's mask carried over": ("            context_mask = None\n", "            pass\n"),
     # Ranks: the plain multiply everywhere (TensorFlow then raises its own UnimplementedError at rank 6+).
     "einsum past TensorFlow's broadcast limit dropped": (
-        "        if self._multiply_by_einsum or _broadcast_runs(x.shape, weights.shape) > _MAX_BROADCAST_RUNS:",
-        "        if self._multiply_by_einsum:",
+        "            rank > _MAX_BROADCAST_RUNS and _broadcast_runs(x.shape, weights.shape) > _MAX_BROADCAST_RUNS\n",
+        "            False\n",
     ),
     "float64 product by multiply wherever": (
         '        self._multiply_by_einsum = self.compute_dtype == "float64" and not _multiply_keeps_float64()',
@@ -214,6 +214,12 @@ MUTANTS: dict[str, tuple[str, str]] = {
     # Edge sizes: the broadcast check skips the last leading axis (an off-by-one in the slice).
     "the last leading dim not checked": (
         "zip(x_shape[:n], context_shape[:n])]", "zip(x_shape[:n], context_shape[:n])][: max(n - 1, 1)] + list(x_shape[max(n - 1, 1):n])"
+    ),
+    # The per-call dtype memo keyed wrongly (on nothing): every tensor then takes the first dtype's name, so
+    # later inputs of another dtype skip their cast, or are cast when they need not be.
+    "dtype memo keyed on nothing": (
+        "    name = _DTYPE_NAMES.get(dtype)\n    if name is None:\n        name = _DTYPE_NAMES[dtype] = ",
+        "    name = _DTYPE_NAMES.get(0)\n    if name is None:\n        name = _DTYPE_NAMES[0] = ",
     ),
 }
 

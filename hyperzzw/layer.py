@@ -97,6 +97,22 @@ def _is_dim(value):
     return hasattr(type(value), "__index__")
 
 
+def _all_ints(shape):
+    return all(type(d) is int for d in shape)
+
+
+# Backend dtype object -> Keras's name for it: `standardize_dtype` costs more than the rest of a small eager
+# call's checks, and a process meets a handful of dtypes.
+_DTYPE_NAMES = {}
+
+
+def _dtype_name(dtype):
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = keras.backend.standardize_dtype(dtype)
+    return name
+
+
 def _is_shape(value):
     return isinstance(value, (list, tuple)) and all(_is_dim(d) for d in value)
 
@@ -277,7 +293,10 @@ class HyperZZWOperator(keras.layers.Layer):
         # A rank-2 context applies to every position of x: (batch, input_dim) -> (batch, 1, ..., input_dim).
         for _ in range(len(x.shape) - len(context.shape)):
             weights = ops.expand_dims(weights, axis=1)
-        if self._multiply_by_einsum or _broadcast_runs(x.shape, weights.shape) > _MAX_BROADCAST_RUNS:
+        rank = len(x.shape)
+        if self._multiply_by_einsum or (
+            rank > _MAX_BROADCAST_RUNS and _broadcast_runs(x.shape, weights.shape) > _MAX_BROADCAST_RUNS
+        ):
             return ops.einsum("...i,...i->...i", x, weights)
         return ops.multiply(x, weights)
 
@@ -289,7 +308,7 @@ class HyperZZWOperator(keras.layers.Layer):
         # As for an elementwise product: the output keeps the mask of `x`; a context of x's rank has x's
         # time axes, and its mask is combined with x's by logical AND (NumPy broadcasting); a rank-2 context
         # has no time axis, and carries no mask over to the output.
-        if not isinstance(mask, (list, tuple)) or len(mask) != 2:
+        if not isinstance(mask, (list, tuple)) or len(mask) != 2 or mask[0] is None and mask[1] is None:
             return None
         x, context = _split(inputs, shapes=False)
         x_mask, context_mask = mask
@@ -313,20 +332,22 @@ class HyperZZWOperator(keras.layers.Layer):
         return config
 
     def _to_compute_dtype(self, tensor):
-        if keras.backend.standardize_dtype(tensor.dtype) != self.compute_dtype:
+        if _dtype_name(tensor.dtype) != self.compute_dtype:
             tensor = ops.cast(tensor, self.compute_dtype)
         return tensor
 
     def _check_shapes(self, x_shape, context_shape):
         """Validates static shapes; returns `(context_dim, output_shape)`. `None` is an unknown dim."""
-        if not _is_shape(x_shape) or not _is_shape(context_shape):
-            raise _error(
-                f"`{_NAME}` expects its inputs to be a list or tuple of two tensors, [x, context]. "
-                f"Received: {_describe([x_shape, context_shape], shapes=True)}"
-            )
-        # A symbolic size is checked as an unknown one: what cannot be decided statically is not rejected.
-        x_shape = tuple(None if _is_symbolic(d) else d for d in x_shape)
-        context_shape = tuple(None if _is_symbolic(d) else d for d in context_shape)
+        if not (_all_ints(x_shape) and _all_ints(context_shape)):  # else: sizes known, the common case
+            if not _is_shape(x_shape) or not _is_shape(context_shape):
+                raise _error(
+                    f"`{_NAME}` expects its inputs to be a list or tuple of two tensors, [x, context]. "
+                    f"Received: {_describe([x_shape, context_shape], shapes=True)}"
+                )
+            # A symbolic size is checked as an unknown one: what cannot be decided statically is not rejected.
+            x_shape = tuple(None if _is_symbolic(d) else d for d in x_shape)
+            context_shape = tuple(None if _is_symbolic(d) else d for d in context_shape)
+        x_shape, context_shape = tuple(x_shape), tuple(context_shape)
 
         def invalid(expected):
             return _error(
