@@ -98,7 +98,7 @@ def _is_dim(value):
 
 
 def _all_ints(shape):
-    return all(type(d) is int for d in shape)
+    return isinstance(shape, tuple) and all(type(d) is int for d in shape)
 
 
 # Backend dtype object -> Keras's name for it: `standardize_dtype` costs more than the rest of a small eager
