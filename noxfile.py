@@ -72,8 +72,13 @@ def _install_once(session: nox.Session, *args: str, python: Path | None = None) 
     stamp_file.write_text("\n".join([*done, "\0".join(args)]) + "\n")
 
 
-def install(session: nox.Session, *extras: str, python: Path | None = None, constraints: str = CONSTRAINTS,
-            upgrade: bool = False) -> None:
+def install(
+    session: nox.Session,
+    *extras: str,
+    python: Path | None = None,
+    constraints: str = CONSTRAINTS,
+    upgrade: bool = False,
+) -> None:
     # --upgrade-strategy eager: a reused venv moves every dependency to its newest release, not only hyperzzw.
     upgrading = ["-U", "--upgrade-strategy", "eager"] if upgrade else []
     _install_once(session, *upgrading, "-c", constraints, "-e", f".[{','.join(extras)}]", python=python)
@@ -93,8 +98,11 @@ def backend_python(session: nox.Session, backend: str, *extras: str) -> Path:
 
 def in_venv(env: dict[str, str], python: Path) -> dict[str, str]:
     """`env` plus what activating `python`'s virtualenv sets, for the sessions that run in a shared venv."""
-    return {**env, "VIRTUAL_ENV": str(python.parent.parent),
-            "PATH": os.pathsep.join([str(python.parent), os.environ.get("PATH", "")])}
+    return {
+        **env,
+        "VIRTUAL_ENV": str(python.parent.parent),
+        "PATH": os.pathsep.join([str(python.parent), os.environ.get("PATH", "")]),
+    }
 
 
 def per_backend(name: str, suffix: str = "", **kwargs):
@@ -134,8 +142,14 @@ VERSION_SETS = {
 }
 
 
-def run_suite(session: nox.Session, backend: str, constraints: str, reports: Path, upgrade: bool = False,
-              version_set: str = "pinned") -> None:
+def run_suite(
+    session: nox.Session,
+    backend: str,
+    constraints: str,
+    reports: Path,
+    upgrade: bool = False,
+    version_set: str = "pinned",
+) -> None:
     if version_set == "nightly":
         install_nightly(session, backend)
     else:
@@ -173,8 +187,9 @@ def install_nightly(session: nox.Session, backend: str) -> None:
     if "keras" in releases:
         session.log("the `keras` release came in beside keras-nightly: removing it, reinstalling keras-nightly")
         session.run_install("python", "-m", "pip", "uninstall", "-y", "keras")
-        version = session.run_install("python", "-c", "import importlib.metadata as m; print(m.version('keras-nightly'))",
-                              silent=True).strip()
+        version = session.run_install(
+            "python", "-c", "import importlib.metadata as m; print(m.version('keras-nightly'))", silent=True
+        ).strip()
         session.install("--no-deps", "--force-reinstall", f"keras-nightly=={version}")
     releases = session.run_install("python", "-c", KERAS_DISTRIBUTIONS, silent=True).split()
     if releases != ["keras-nightly"]:
@@ -182,8 +197,9 @@ def install_nightly(session: nox.Session, backend: str) -> None:
 
 
 # Which installed distributions provide the `keras` module (the suite checks the same, and records it).
-KERAS_DISTRIBUTIONS = ("import importlib.metadata as m; "
-                       "print(' '.join(sorted(set(m.packages_distributions().get('keras', [])))))")
+KERAS_DISTRIBUTIONS = (
+    "import importlib.metadata as m; print(' '.join(sorted(set(m.packages_distributions().get('keras', [])))))"
+)
 CONSTRAINTS_TORCH_ONLY = str(VERSION_SETS["latest"])
 
 
@@ -216,8 +232,10 @@ def tests_custom(session: nox.Session, backend: str) -> None:
     """The suite on your versions: HYPERZZW_CONSTRAINTS=path/to/constraints.txt."""
     path = os.environ.get("HYPERZZW_CONSTRAINTS")
     if not path or not Path(path).is_file():
-        session.error(f"tests-{backend}-custom installs from your constraints file (pip -c): set "
-                      f"HYPERZZW_CONSTRAINTS=path/to/constraints.txt (got {path!r})")
+        session.error(
+            f"tests-{backend}-custom installs from your constraints file (pip -c): set "
+            f"HYPERZZW_CONSTRAINTS=path/to/constraints.txt (got {path!r})"
+        )
     run_suite(session, backend, str(Path(path).resolve()), REPORTS / "custom", version_set="custom")
 
 
@@ -226,9 +244,17 @@ def tests_custom(session: nox.Session, backend: str) -> None:
 def distributed(session: nox.Session, backend: str) -> None:
     """The layer under the backend's distributed engine on fake CPU devices, against the oracle."""
     REPORTS.mkdir(exist_ok=True)
-    run_in_backend_venv(session, backend, "-m", "pytest", "-p", "no:cacheprovider", "-rxXs",
-                        "conformance/test_distributed.py",
-                        env={"HYPERZZW_DISTRIBUTED_SUMMARY": str(REPORTS / f"distributed-{backend}.json")})
+    run_in_backend_venv(
+        session,
+        backend,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-rxXs",
+        "conformance/test_distributed.py",
+        env={"HYPERZZW_DISTRIBUTED_SUMMARY": str(REPORTS / f"distributed-{backend}.json")},
+    )
 
 
 # Export runtimes are heavy (OpenVINO, ONNX Runtime, TensorFlow for jax2tf): their own venvs, not in the
@@ -237,8 +263,16 @@ def distributed(session: nox.Session, backend: str) -> None:
 def export(session: nox.Session, backend: str) -> None:
     """model.export in every format Keras offers from the backend, and traces with unknown dims, against the oracle."""
     install(session, "test", "export", *(["export-jax"] if backend == "jax" else []), EXTRAS[backend])
-    session.run("pytest", "-p", "no:cacheprovider", "-rxXs", "conformance/test_export.py", "conformance/test_traced.py",
-                *session.posargs, env=backend_env(session, backend))
+    session.run(
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-rxXs",
+        "conformance/test_export.py",
+        "conformance/test_traced.py",
+        *session.posargs,
+        env=backend_env(session, backend),
+    )
 
 
 @nox.session
@@ -246,6 +280,14 @@ def report(session: nox.Session) -> None:
     """Compare what the three backends observed and print the cross-backend agreement table."""
     _install_once(session, "-c", CONSTRAINTS, "numpy")
     session.run("python", "scripts/report.py", "--reports", str(REPORTS), *session.posargs)
+
+
+@nox.session(tags=["tests", "lint"])
+def lint(session: nox.Session) -> None:
+    """Lint and check formatting with ruff (configured in pyproject.toml)."""
+    _install_once(session, "-c", CONSTRAINTS, *nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".", *session.posargs)
+    session.run("ruff", "format", "--check", ".")
 
 
 @nox.session(tags=["tests"])
@@ -257,17 +299,30 @@ def golden_check(session: nox.Session) -> None:
     # The backend-independent tests, once (the backend sessions' conftest leaves them out); --noconftest:
     # that conftest imports keras, which this session does not have.
     session.run(
-        "pytest", "--noconftest", "-p", "no:cacheprovider", "-n", "2",
-        "conformance/test_oracle.py", "conformance/test_fixtures.py", "conformance/test_report.py",
+        "pytest",
+        "--noconftest",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "2",
+        "conformance/test_oracle.py",
+        "conformance/test_fixtures.py",
+        "conformance/test_report.py",
     )
 
 
-def run_in_backend_venv(session: nox.Session, backend: str, *args: str, extras: tuple[str, ...] = (),
-                        env: dict[str, str] | None = None) -> None:
+def run_in_backend_venv(
+    session: nox.Session, backend: str, *args: str, extras: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> None:
     """`python *args` in tests-<backend>'s virtualenv, with the backend's environment (plus `env`)."""
     python = backend_python(session, backend, *extras)
-    session.run(str(python), *args, *session.posargs,
-                env={**in_venv(backend_env(session, backend), python), **(env or {})}, external=True)
+    session.run(
+        str(python),
+        *args,
+        *session.posargs,
+        env={**in_venv(backend_env(session, backend), python), **(env or {})},
+        external=True,
+    )
 
 
 # The sessions below run in tests-<backend>'s virtualenv too: one environment per backend, not one per session.
@@ -280,7 +335,7 @@ def golden(session: nox.Session, backend: str) -> None:
 # Its own venv: pandas, seaborn, matplotlib and tabulate stay out of `tests-<backend>` (keras and the backend).
 @per_backend("benchmark", default=False)
 def benchmark(session: nox.Session, backend: str) -> None:
-    """Time the layer against a bare two-input layer, the raw backend expression and keras Dense (benchmarks/results/)."""
+    """Time the layer against a bare two-input layer, the raw expression and keras Dense (benchmarks/results/)."""
     install(session, "test", "bench", EXTRAS[backend])
     session.run("python", "-m", "benchmarks.benchmark", *session.posargs, env=backend_env(session, backend))
 

@@ -27,8 +27,9 @@ import pstats
 import sys
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,8 +40,22 @@ MODES = ("eager-fwd", "eager-fwdbwd", "compiled-fwd", "compiled-fwdbwd")
 IMPLS = ("layer", "bare", "raw", "dense")
 DTYPES = ("float32", "bfloat16", "mixed_bfloat16")  # mixed_bfloat16: float32 inputs, bfloat16 compute
 CASE = ["batch", "input_dim", "context_dim", "dtype", "mode"]  # what identifies one timed case
-COLUMNS = ["check", "error", "median_s", "iqr_s", "min_s", "first_call_s", "ratio_to_raw", "ratio_to_raw_iqr",
-           "ratio_to_bare", "ratio_to_bare_iqr", "ratio_to_dense", "min_ratio_to_raw", "gflops", "gbps"]  # what the report reads from each record
+COLUMNS = [
+    "check",
+    "error",
+    "median_s",
+    "iqr_s",
+    "min_s",
+    "first_call_s",
+    "ratio_to_raw",
+    "ratio_to_raw_iqr",
+    "ratio_to_bare",
+    "ratio_to_bare_iqr",
+    "ratio_to_dense",
+    "min_ratio_to_raw",
+    "gflops",
+    "gbps",
+]  # what the report reads from each record
 HEADLINE = {"batch": 8192, "input_dim": 512, "context_dim": 64}
 GRIDS = {
     "full": {"batch": (256, 1024, 4096, 16384, 65536), "input_dim": (64, 256, 1024), "context_dim": (8, 64, 256)},
@@ -52,10 +67,14 @@ GRIDS["probe"] = {key: (value,) for key, value in PROBE.items()}
 COMPILED_RATIO_TARGET, COMPILED_TARGET_MIN_BATCH, OVERHEAD_SLACK = 1.05, 4096, 1.05
 BARE_RATIO_TARGET = 1.10  # eager, at the probe shape: the layer's own per-call cost on top of Keras's floor
 # B = batch, D = input_dim, C = context_dim; benchmarks/README.md derives both models.
-FLOP_MODEL = ("forward 2*B*C*D + B*D (context @ kernel, times x); forward+backward 3 * 2*B*C*D + 4*B*D (the "
-              "forward and the two gradient matmuls; the multiply, the sum, d_x and g)")
-BYTE_MODEL = ("each input (B*D, B*C, C*D) read once, the output (forward) or the three gradients written once; "
-              "intermediates not counted, so GB/s is a lower bound")
+FLOP_MODEL = (
+    "forward 2*B*C*D + B*D (context @ kernel, times x); forward+backward 3 * 2*B*C*D + 4*B*D (the "
+    "forward and the two gradient matmuls; the multiply, the sum, d_x and g)"
+)
+BYTE_MODEL = (
+    "each input (B*D, B*C, C*D) read once, the output (forward) or the three gradients written once; "
+    "intermediates not counted, so GB/s is a lower bound"
+)
 ELEMENT_BYTES = {"float32": (4, 4), "bfloat16": (2, 2), "mixed_bfloat16": (4, 2)}  # (inputs and kernel, output)
 # The overhead probe's attribution: label -> (minuend, subtrahend), differences of the probe's timings.
 ATTRIBUTION = {
@@ -75,8 +94,9 @@ ATTRIBUTION = {
 # --- timing --------------------------------------------------------------------------------------------
 
 
-def time_interleaved(runners: dict[str, Callable], sync: Callable, repeats: int, warmup: int,
-                     min_time: float) -> pd.DataFrame:
+def time_interleaved(
+    runners: dict[str, Callable], sync: Callable, repeats: int, warmup: int, min_time: float
+) -> pd.DataFrame:
     """Per-call times, one row `(impl, round, t)` per call: after `warmup` untimed calls each, `repeats`
     rounds, the runners' order rotated each round; each runner runs a block of back-to-back calls (as many
     as fit in `min_time`, at least one), each synchronised and timed on its own (robust to the long tail of
@@ -94,7 +114,7 @@ def time_interleaved(runners: dict[str, Callable], sync: Callable, repeats: int,
         gc.collect()
         gc.disable()
         try:
-            for name in names[r % len(names):] + names[: r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 for _ in range(calls[name]):
                     start = time.perf_counter()
                     sync(runners[name]())
@@ -109,7 +129,8 @@ def per_call_stats(samples: pd.DataFrame) -> pd.DataFrame:
     by_impl = samples.groupby("impl", sort=False)
     s = by_impl.t.describe().rename(columns={"50%": "median_s", "25%": "q1_s", "75%": "q3_s", "min": "min_s"})
     return s.assign(iqr_s=s.q3_s - s.q1_s, calls=s["count"].astype(int), rounds=by_impl["round"].nunique())[
-        ["median_s", "q1_s", "q3_s", "iqr_s", "min_s", "calls", "rounds"]]
+        ["median_s", "q1_s", "q3_s", "iqr_s", "min_s", "calls", "rounds"]
+    ]
 
 
 def paired(rounds: pd.DataFrame, baseline: str, op: str) -> tuple[pd.Series, pd.Series]:
@@ -134,9 +155,11 @@ def profiled(run: Callable, n: int) -> pstats.Stats:
 def without_grad(be, step: Callable, *args) -> Callable:
     """`step(*args)` as a zero-argument inference call: under `be.no_grad()` (torch records no autodiff graph),
     with no extra call frame in the timed path."""
+
     def run():
         with be.no_grad():
             return step(*args)
+
     return run
 
 
@@ -153,6 +176,7 @@ def bare_layer_class():
         def __init__(self, input_dim, context_dim, **kwargs):
             super().__init__(**kwargs)
             self.kernel = self.add_weight(shape=(context_dim, input_dim), name="kernel")
+            self.built = True  # its one weight exists (jax's stateless_call asks)
 
         def call(self, inputs):
             x, context = inputs
@@ -180,10 +204,20 @@ def make_setup(be, layer_cls, dims: tuple[int, int, int], dtype: str, seed: int)
     dense.kernel.assign(kernel)
     bare = bare_layer_class()(d, c, dtype=dtype)
     bare.kernel.assign(kernel)
-    x, context, raw_kernel = be.timing_inputs(be.tensor(x, input_dtype), be.tensor(context, input_dtype),
-                                              be.tensor(kernel, policy.variable_dtype))
-    return types.SimpleNamespace(dims=dims, dtype=dtype, compute_dtype=policy.compute_dtype, x=x, context=context,
-                                 kernel=raw_kernel, layer=layer, dense=dense, bare=bare)
+    x, context, raw_kernel = be.timing_inputs(
+        be.tensor(x, input_dtype), be.tensor(context, input_dtype), be.tensor(kernel, policy.variable_dtype)
+    )
+    return types.SimpleNamespace(
+        dims=dims,
+        dtype=dtype,
+        compute_dtype=policy.compute_dtype,
+        x=x,
+        context=context,
+        kernel=raw_kernel,
+        layer=layer,
+        dense=dense,
+        bare=bare,
+    )
 
 
 def forward_fns(be, setup, pure: bool) -> dict[str, tuple[Callable, Any]]:
@@ -194,6 +228,7 @@ def forward_fns(be, setup, pure: bool) -> dict[str, tuple[Callable, Any]]:
 
     def compute(v):  # a mixed policy computes in its compute dtype: raw and Dense cast as Keras does
         return cast(v, setup.compute_dtype) if mixed else v
+
     layer, dense, bare = setup.layer, setup.dense, setup.bare
 
     # Named functions, not lambdas: TF's autograph reads their source.
@@ -218,9 +253,12 @@ def forward_fns(be, setup, pure: bool) -> dict[str, tuple[Callable, Any]]:
     def dense_call(k, x, c):
         return multiply(compute(x), dense(c))
 
-    return {"layer": (layer_pure if pure else layer_call, layer.hyper_kernel.value),
-            "bare": (bare_pure if pure else bare_call, bare.kernel.value), "raw": (raw, setup.kernel),
-            "dense": (dense_pure if pure else dense_call, dense.kernel.value)}
+    return {
+        "layer": (layer_pure if pure else layer_call, layer.hyper_kernel.value),
+        "bare": (bare_pure if pure else bare_call, bare.kernel.value),
+        "raw": (raw, setup.kernel),
+        "dense": (dense_pure if pure else dense_call, dense.kernel.value),
+    }
 
 
 def runners(be, setup, mode: str) -> dict[str, Callable[[], Any]]:
@@ -270,9 +308,15 @@ def run_case(be, setup, mode: str, args) -> list[dict]:
     """Times one (point, dtype, mode), the three implementations interleaved: one record per implementation."""
     (b, d, c), fwd, (s_in, s_out) = setup.dims, mode.endswith("-fwd"), ELEMENT_BYTES[setup.dtype]
     inputs = s_in * (b * d + b * c + c * d)  # the FLOP and byte models
-    case = {"batch": b, "input_dim": d, "context_dim": c, "dtype": setup.dtype, "mode": mode,
-            "flops": 2 * b * c * d + b * d if fwd else 3 * 2 * b * c * d + 4 * b * d,
-            "bytes": inputs + s_out * b * d if fwd else 2 * inputs}
+    case = {
+        "batch": b,
+        "input_dim": d,
+        "context_dim": c,
+        "dtype": setup.dtype,
+        "mode": mode,
+        "flops": 2 * b * c * d + b * d if fwd else 3 * 2 * b * c * d + 4 * b * d,
+        "bytes": inputs + s_out * b * d if fwd else 2 * inputs,
+    }
     try:
         run, first, results = runners(be, setup, mode), {}, {}
         for impl, call in run.items():  # the first call compiles, in the compiled modes
@@ -284,8 +328,9 @@ def run_case(be, setup, mode: str, args) -> list[dict]:
         del results
         samples = time_interleaved(run, be.sync, args.repeats, args.warmup, args.min_time)
     except Exception as error:  # noqa: BLE001 - one failing case (say torch.compile) must not end the run
-        return [{**case, "impl": impl, "error": f"{type(error).__name__}: {error}".splitlines()[0][:300]}
-                for impl in IMPLS]
+        return [
+            {**case, "impl": impl, "error": f"{type(error).__name__}: {error}".splitlines()[0][:300]} for impl in IMPLS
+        ]
     s = per_call_stats(samples).assign(first_call_s=pd.Series(first))
     s["gflops"], s["gbps"] = case["flops"] / s.median_s / 1e9, case["bytes"] / s.median_s / 1e9
     rounds = samples.groupby(["round", "impl"]).t.median().unstack()  # each round's block medians
@@ -325,25 +370,39 @@ def breakdown(be, layer_cls, args) -> dict[str, Any]:
     if torch_threads:  # tiny ops gain nothing from threads; one isolates the Python overhead
         be.set_threads(1)
     try:
-        samples = time_interleaved(run, lambda r: r is None or isinstance(r, tuple) or be.sync(r),
-                                   max(args.repeats, 15), args.warmup, max(args.min_time, 0.01))
+        samples = time_interleaved(
+            run,
+            lambda r: r is None or isinstance(r, tuple) or be.sync(r),
+            max(args.repeats, 15),
+            args.warmup,
+            max(args.min_time, 0.01),
+        )
         python_calls = {name: profiled(step, 50).total_calls / 50 for name, step in run.items()}
     finally:
         if torch_threads:
             be.set_threads(torch_threads)
     s = per_call_stats(samples).loc[list(steps)]
-    result = {"point": PROBE, "keras": keras.__version__, **s[["median_s", "iqr_s", "min_s"]].to_dict(),
-              "python_calls": python_calls, "torch_threads": 1 if be.NAME == "torch" else None}
+    result = {
+        "point": PROBE,
+        "keras": keras.__version__,
+        **s[["median_s", "iqr_s", "min_s"]].to_dict(),
+        "python_calls": python_calls,
+        "torch_threads": 1 if be.NAME == "torch" else None,
+    }
     for stat in ("median_s", "min_s"):
-        result[f"attribution_{stat}"] = {f"{label} ({a} - {b})" if b else label: s[stat][a] - (s[stat][b] if b else 0)
-                                         for label, (a, b) in ATTRIBUTION.items()}
+        result[f"attribution_{stat}"] = {
+            f"{label} ({a} - {b})" if b else label: s[stat][a] - (s[stat][b] if b else 0)
+            for label, (a, b) in ATTRIBUTION.items()
+        }
     if args.profile:
         stats = profiled(run["layer()"], 2000)
         stats.sort_stats("tottime").print_stats(25)
         result["profile"] = stats.stream.getvalue()
     if be.NAME == "torch" and any(m.startswith("compiled") for m in args.modes):
-        result["dynamo"] = {impl: be.graph_breaks(lambda x, c, fn=fn, k=k: fn(k, x, c), x, c)
-                            for impl, (fn, k) in forward_fns(be, setup, pure=False).items()}
+        result["dynamo"] = {
+            impl: be.graph_breaks(lambda x, c, fn=fn, k=k: fn(k, x, c), x, c)
+            for impl, (fn, k) in forward_fns(be, setup, pure=False).items()
+        }
     return result
 
 
@@ -365,84 +424,157 @@ def verdicts(results: pd.DataFrame, probe: dict | None) -> dict[str, Any]:
     shown too; at large shapes the microseconds at stake are below the noise, so those rows are not judged)."""
     targeted = results.query("mode == 'compiled-fwdbwd' and batch >= @COMPILED_TARGET_MIN_BATCH and impl == 'layer'")
     measured = targeted.dropna(subset=["ratio_to_raw"])
-    points = [{"batch": r.batch, "input_dim": r.input_dim, "context_dim": r.context_dim, "dtype": r.dtype,
-               "ratio": r.ratio_to_raw, "ratio_iqr": r.ratio_to_raw_iqr, "ratio_of_minima": r.min_ratio_to_raw,
-               "verdict": "PASS" if r.ratio_to_raw <= COMPILED_RATIO_TARGET else "FAIL"}
-              for r in measured.itertuples()]
+    points = [
+        {
+            "batch": r.batch,
+            "input_dim": r.input_dim,
+            "context_dim": r.context_dim,
+            "dtype": r.dtype,
+            "ratio": r.ratio_to_raw,
+            "ratio_iqr": r.ratio_to_raw_iqr,
+            "ratio_of_minima": r.min_ratio_to_raw,
+            "verdict": "PASS" if r.ratio_to_raw <= COMPILED_RATIO_TARGET else "FAIL",
+        }
+        for r in measured.itertuples()
+    ]
     failed = len(targeted) - len(measured)
-    compiled = {"points": points, "verdict": f"NOT MEASURED ({failed} case(s) failed to run)" if failed
-                else "n/a (no compiled-fwdbwd row with batch >= 4096)" if not points
-                else "PASS" if all(p["verdict"] == "PASS" for p in points) else "FAIL"}
+    compiled = {
+        "points": points,
+        "verdict": f"NOT MEASURED ({failed} case(s) failed to run)"
+        if failed
+        else "n/a (no compiled-fwdbwd row with batch >= 4096)"
+        if not points
+        else "PASS"
+        if all(p["verdict"] == "PASS" for p in points)
+        else "FAIL",
+    }
     eager = {"verdict": "n/a (no overhead probe run)"}
     if probe is not None:
         keys = {"layer": "layer overhead (layer() - raw)", "dense": "dense overhead (dense() - raw)"}
-        eager = {f"{impl}_overhead_{stat}_s": probe[f"attribution_{stat}_s"][key]
-                 for impl, key in keys.items() for stat in ("min", "median")}
-        eager["verdict"] = ("PASS" if eager["layer_overhead_median_s"] <= OVERHEAD_SLACK * eager["dense_overhead_median_s"]
-                            else "FAIL")
-    at_probe = results.query("impl == 'layer' and mode in ('eager-fwd', 'eager-fwdbwd') and batch == @PROBE['batch'] "
-                             "and input_dim == @PROBE['input_dim'] and context_dim == @PROBE['context_dim']")
-    bare_points = [{"dtype": r.dtype, "mode": r.mode, "ratio": r.ratio_to_bare, "ratio_iqr": r.ratio_to_bare_iqr,
-                    "verdict": "PASS" if r.ratio_to_bare <= BARE_RATIO_TARGET else "FAIL"}
-                   for r in at_probe.dropna(subset=["ratio_to_bare"]).itertuples()]
-    bare = {"points": bare_points,
-            "verdict": "n/a (no eager row at the probe shape: run --grid probe)" if not bare_points
-            else "PASS" if all(p["verdict"] == "PASS" for p in bare_points) else "FAIL"}
-    return {"compiled_fwdbwd_within_1.05x_raw": compiled, "eager_overhead_le_dense": eager,
-            "eager_within_1.10x_bare": bare}
+        eager = {
+            f"{impl}_overhead_{stat}_s": probe[f"attribution_{stat}_s"][key]
+            for impl, key in keys.items()
+            for stat in ("min", "median")
+        }
+        eager["verdict"] = (
+            "PASS" if eager["layer_overhead_median_s"] <= OVERHEAD_SLACK * eager["dense_overhead_median_s"] else "FAIL"
+        )
+    at_probe = results.query(
+        "impl == 'layer' and mode in ('eager-fwd', 'eager-fwdbwd') and batch == @PROBE['batch'] "
+        "and input_dim == @PROBE['input_dim'] and context_dim == @PROBE['context_dim']"
+    )
+    bare_points = [
+        {
+            "dtype": r.dtype,
+            "mode": r.mode,
+            "ratio": r.ratio_to_bare,
+            "ratio_iqr": r.ratio_to_bare_iqr,
+            "verdict": "PASS" if r.ratio_to_bare <= BARE_RATIO_TARGET else "FAIL",
+        }
+        for r in at_probe.dropna(subset=["ratio_to_bare"]).itertuples()
+    ]
+    bare = {
+        "points": bare_points,
+        "verdict": "n/a (no eager row at the probe shape: run --grid probe)"
+        if not bare_points
+        else "PASS"
+        if all(p["verdict"] == "PASS" for p in bare_points)
+        else "FAIL",
+    }
+    return {
+        "compiled_fwdbwd_within_1.05x_raw": compiled,
+        "eager_overhead_le_dense": eager,
+        "eager_within_1.10x_bare": bare,
+    }
 
 
 def markdown(meta: dict, results: pd.DataFrame, probe: dict | None, verdict: dict) -> str:
     lines = [
-        f"# HyperZZWOperator benchmark: {meta['backend']} ({meta['grid']} grid)", "",
+        f"# HyperZZWOperator benchmark: {meta['backend']} ({meta['grid']} grid)",
+        "",
         f"keras {meta['keras']}, hyperzzw {meta['hyperzzw']} (`{meta['layer_file']}`), "
         + ", ".join(f"{k} {v}" for k, v in meta["backend_info"].items())
-        + f"; Python {meta['python']}, {meta['machine']}, {meta['cpus']} CPUs; {meta['date']}.", "",
+        + f"; Python {meta['python']}, {meta['machine']}, {meta['cpus']} CPUs; {meta['date']}.",
+        "",
         f"Median time per call (IQR) over {meta['repeats']} interleaved rounds of blocks of >= "
-        f"{fmt_time(meta['min_time_s'])}, each call synchronised and timed alone, after {meta['warmup']} warm-up calls; "
+        f"{fmt_time(meta['min_time_s'])}, each call synchronised and timed alone, "
+        f"after {meta['warmup']} warm-up calls; "
         "ratios are medians over rounds of the ratio of the round's block medians; GFLOP/s and GB/s are the layer's; "
         "`check` is the largest error of the three as a share of the derived bound (method: benchmarks/README.md). "
         f"Load average (1 min) before / after: {meta['loadavg_before']:.2f} / "
-        f"{meta['loadavg_after']:.2f} on {meta['cpus']} CPUs (above the CPU count, other processes competed).", "",
-        f"- FLOP model: {FLOP_MODEL}", f"- Byte model: {BYTE_MODEL}", "",
+        f"{meta['loadavg_after']:.2f} on {meta['cpus']} CPUs (above the CPU count, other processes competed).",
+        "",
+        f"- FLOP model: {FLOP_MODEL}",
+        f"- Byte model: {BYTE_MODEL}",
+        "",
     ]
     by = {impl: results[results.impl == impl].set_index(CASE) for impl in IMPLS}
     layer = by["layer"]
-    table = pd.DataFrame({impl: by[impl].median_s.map(fmt_time) + " (" + by[impl].iqr_s.map(fmt_time) + ")"
-                          for impl in IMPLS})
-    for name, (impl, column, fmt) in {"layer/bare": ("layer", "ratio_to_bare", "{:.3f}"),
-                                      "layer/raw": ("layer", "ratio_to_raw", "{:.3f}"),
-                                      "dense/raw": ("dense", "ratio_to_raw", "{:.3f}"),
-                                      "layer/dense": ("layer", "ratio_to_dense", "{:.3f}"),
-                                      "GFLOP/s": ("layer", "gflops", "{:.1f}"), "GB/s": ("layer", "gbps", "{:.2f}")}.items():
+    table = pd.DataFrame(
+        {impl: by[impl].median_s.map(fmt_time) + " (" + by[impl].iqr_s.map(fmt_time) + ")" for impl in IMPLS}
+    )
+    for name, (impl, column, fmt) in {
+        "layer/bare": ("layer", "ratio_to_bare", "{:.3f}"),
+        "layer/raw": ("layer", "ratio_to_raw", "{:.3f}"),
+        "dense/raw": ("dense", "ratio_to_raw", "{:.3f}"),
+        "layer/dense": ("layer", "ratio_to_dense", "{:.3f}"),
+        "GFLOP/s": ("layer", "gflops", "{:.1f}"),
+        "GB/s": ("layer", "gbps", "{:.2f}"),
+    }.items():
         table[name] = by[impl][column].map(fmt.format)
     table["check"] = layer.check.where(layer.error.isna(), layer.error)
-    lines += [table.reset_index().to_markdown(index=False, colalign=["right"] * 3 + ["left"] * 2 + ["right"] * 10 + ["left"])]
+    lines += [
+        table.reset_index().to_markdown(index=False, colalign=["right"] * 3 + ["left"] * 2 + ["right"] * 10 + ["left"])
+    ]
     firsts = pd.DataFrame({impl: by[impl].first_call_s.map(fmt_time) for impl in IMPLS})
     firsts = firsts[layer.index.get_level_values("mode").str.startswith("compiled") & layer.error.isna()]
     if len(firsts):
-        lines += ["", "First call (compilation included) of the compiled modes:", "",
-                  firsts.reset_index().to_markdown(index=False, colalign=["right"] * 3 + ["left"] * 2 + ["right"] * 4)]
+        lines += [
+            "",
+            "First call (compilation included) of the compiled modes:",
+            "",
+            firsts.reset_index().to_markdown(index=False, colalign=["right"] * 3 + ["left"] * 2 + ["right"] * 4),
+        ]
     c, e = verdict["compiled_fwdbwd_within_1.05x_raw"], verdict["eager_overhead_le_dense"]
-    lines += ["", "## Targets", "", f"1. Compiled forward+backward within {COMPILED_RATIO_TARGET}x of raw at batch >= "
-              f"{COMPILED_TARGET_MIN_BATCH} (median per-round ratio): **{c['verdict']}**"]
-    lines += [f"   - B={p['batch']} D={p['input_dim']} C={p['context_dim']} {p['dtype']}: layer/raw {p['ratio']:.3f} "
-              f"(IQR {p['ratio_iqr']:.3f}; ratio of minima {p['ratio_of_minima']:.3f}): {p['verdict']}" for p in c["points"]]
-    lines.append(f"2. Eager per-call overhead (time - raw time) no worse than Dense's ({OVERHEAD_SLACK}x slack), at the "
-                 f"probe B={PROBE['batch']} D={PROBE['input_dim']} C={PROBE['context_dim']} float32 forward: **{e['verdict']}**")
+    lines += [
+        "",
+        "## Targets",
+        "",
+        f"1. Compiled forward+backward within {COMPILED_RATIO_TARGET}x of raw at batch >= "
+        f"{COMPILED_TARGET_MIN_BATCH} (median per-round ratio): **{c['verdict']}**",
+    ]
+    lines += [
+        f"   - B={p['batch']} D={p['input_dim']} C={p['context_dim']} {p['dtype']}: layer/raw {p['ratio']:.3f} "
+        f"(IQR {p['ratio_iqr']:.3f}; ratio of minima {p['ratio_of_minima']:.3f}): {p['verdict']}"
+        for p in c["points"]
+    ]
+    lines.append(
+        f"2. Eager per-call overhead (time - raw time) no worse than Dense's ({OVERHEAD_SLACK}x slack), at the "
+        f"probe B={PROBE['batch']} D={PROBE['input_dim']} C={PROBE['context_dim']} float32 forward: **{e['verdict']}**"
+    )
     b = verdict["eager_within_1.10x_bare"]
-    lines.append(f"3. Eager, the layer within {BARE_RATIO_TARGET}x of the bare two-input layer at the probe "
-                 f"B={PROBE['batch']} D={PROBE['input_dim']} C={PROBE['context_dim']} (median per-round ratio): "
-                 f"**{b['verdict']}**")
-    lines += [f"   - {p['dtype']} {p['mode']}: layer/bare {p['ratio']:.3f} (IQR {p['ratio_iqr']:.3f}): {p['verdict']}"
-              for p in b["points"]]
+    lines.append(
+        f"3. Eager, the layer within {BARE_RATIO_TARGET}x of the bare two-input layer at the probe "
+        f"B={PROBE['batch']} D={PROBE['input_dim']} C={PROBE['context_dim']} (median per-round ratio): "
+        f"**{b['verdict']}**"
+    )
+    lines += [
+        f"   - {p['dtype']} {p['mode']}: layer/bare {p['ratio']:.3f} (IQR {p['ratio_iqr']:.3f}): {p['verdict']}"
+        for p in b["points"]
+    ]
     if "layer_overhead_min_s" in e:
-        lines.append(f"   - medians: layer {fmt_time(e['layer_overhead_median_s'])} vs Dense "
-                     f"{fmt_time(e['dense_overhead_median_s'])} per call (minima: layer {fmt_time(e['layer_overhead_min_s'])} "
-                     f"vs Dense {fmt_time(e['dense_overhead_min_s'])}).")
+        lines.append(
+            f"   - medians: layer {fmt_time(e['layer_overhead_median_s'])} vs Dense "
+            f"{fmt_time(e['dense_overhead_median_s'])} per call (minima: layer {fmt_time(e['layer_overhead_min_s'])} "
+            f"vs Dense {fmt_time(e['dense_overhead_min_s'])})."
+        )
     if probe is not None:
-        lines += ["", f"## Eager per-call overhead breakdown (B={PROBE['batch']}, D={PROBE['input_dim']}, "
-                  f"C={PROBE['context_dim']}, float32, forward)", ""]
+        lines += [
+            "",
+            f"## Eager per-call overhead breakdown (B={PROBE['batch']}, D={PROBE['input_dim']}, "
+            f"C={PROBE['context_dim']}, float32, forward)",
+            "",
+        ]
         calls = pd.DataFrame({"median": probe["median_s"], "IQR": probe["iqr_s"], "min": probe["min_s"]}).map(fmt_time)
         calls["function calls per call"] = pd.Series(probe["python_calls"]).map("{:.0f}".format)
         lines += [calls.rename(index="`{}`".format).rename_axis("call").reset_index().to_markdown(index=False)]
@@ -468,11 +600,26 @@ def plot(results: pd.DataFrame, path: Path, title: str) -> None:
     if good.empty:
         return
     good = good.sort_values(["input_dim", "context_dim"], kind="stable")  # panel rows in ascending shape order
-    good = good.assign(shape="input_dim=" + good.input_dim.astype(str) + ", context_dim=" + good.context_dim.astype(str))
-    grid = sns.relplot(good, kind="line", x="batch", y="median_s", hue="mode", style="impl", row="shape", col="dtype",
-                       markers=True, hue_order=[m for m in MODES if m in set(good["mode"])], style_order=IMPLS,
-                       col_order=[d for d in DTYPES if d in set(good.dtype)],
-                       height=3.8, aspect=1.45, facet_kws={"sharey": False, "margin_titles": True})
+    good = good.assign(
+        shape="input_dim=" + good.input_dim.astype(str) + ", context_dim=" + good.context_dim.astype(str)
+    )
+    grid = sns.relplot(
+        good,
+        kind="line",
+        x="batch",
+        y="median_s",
+        hue="mode",
+        style="impl",
+        row="shape",
+        col="dtype",
+        markers=True,
+        hue_order=[m for m in MODES if m in set(good["mode"])],
+        style_order=IMPLS,
+        col_order=[d for d in DTYPES if d in set(good.dtype)],
+        height=3.8,
+        aspect=1.45,
+        facet_kws={"sharey": False, "margin_titles": True},
+    )
     grid.set(yscale="log", xlabel="batch size", ylabel="time per call (s)")
     for ax in grid.axes.flat:
         ax.set_xscale("log", base=2)
@@ -486,17 +633,38 @@ def plot(results: pd.DataFrame, path: Path, title: str) -> None:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.benchmark", description=__doc__.split("\n\n")[0],
-                                     epilog="Flop model: " + FLOP_MODEL + ". Byte model: " + BYTE_MODEL + ".")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.benchmark",
+        description=__doc__.split("\n\n")[0],
+        epilog="Flop model: " + FLOP_MODEL + ". Byte model: " + BYTE_MODEL + ".",
+    )
     add = parser.add_argument
     add("--backend", choices=BACKENDS, help="Keras backend (default: $KERAS_BACKEND)")
-    add("--grid", choices=tuple(GRIDS), default="point", help="full: 45 points over the issue's ranges; quick: a "
-        "batch sweep at D=512, C=64; point: the headline point B=8192, D=512, C=64 (default)")
+    add(
+        "--grid",
+        choices=tuple(GRIDS),
+        default="point",
+        help="full: 45 points over the issue's ranges; quick: a "
+        "batch sweep at D=512, C=64; point: the headline point B=8192, D=512, C=64 (default)",
+    )
     for axis in HEADLINE:
         add(f"--{axis.replace('_', '-')}", type=int, nargs="+", help=f"override the grid's {axis} values")
-    add("--modes", nargs="+", choices=MODES, default=list(MODES), metavar="MODE", help=f"from {', '.join(MODES)} (default: all)")
-    add("--dtypes", nargs="+", choices=DTYPES, default=["float32", "bfloat16"], metavar="DTYPE",
-        help=f"dtype policies, from {', '.join(DTYPES)} (default: float32 bfloat16)")
+    add(
+        "--modes",
+        nargs="+",
+        choices=MODES,
+        default=list(MODES),
+        metavar="MODE",
+        help=f"from {', '.join(MODES)} (default: all)",
+    )
+    add(
+        "--dtypes",
+        nargs="+",
+        choices=DTYPES,
+        default=["float32", "bfloat16"],
+        metavar="DTYPE",
+        help=f"dtype policies, from {', '.join(DTYPES)} (default: float32 bfloat16)",
+    )
     add("--repeats", type=int, default=20, help="interleaved timing rounds (default 20)")
     add("--warmup", type=int, default=3, help="untimed calls after the first (default 3)")
     add("--min-time", type=float, default=0.005, help="minimum seconds per block of calls (default 0.005)")
@@ -540,14 +708,28 @@ def main(argv=None) -> int:
     grid = {k: tuple(getattr(args, k) or v) for k, v in GRIDS[args.grid].items()}
     points = list(itertools.product(grid["batch"], grid["input_dim"], grid["context_dim"]))
     tag = args.tag or args.grid + ("-custom" if args.batch or args.input_dim or args.context_dim else "")
-    meta = {"backend": name, "grid": tag, "points": [dict(zip(("batch", "input_dim", "context_dim"), p)) for p in points],
-            "modes": args.modes, "dtypes": args.dtypes, "repeats": args.repeats, "warmup": args.warmup,
-            "min_time_s": args.min_time, "keras": keras.__version__, "hyperzzw": target.module.__version__,
-            "layer_file": target.LAYER_FILE, "python": platform.python_version(),
-            "machine": f"{platform.machine()} {platform.processor() or platform.system()}", "cpus": os.cpu_count(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "argv": sys.argv,
-            "env": {k: os.environ.get(k) for k in ("KERAS_BACKEND", "JAX_ENABLE_X64", "XLA_FLAGS", "OMP_NUM_THREADS")},
-            "loadavg_before": os.getloadavg()[0], "flop_model": FLOP_MODEL, "byte_model": BYTE_MODEL}
+    meta = {
+        "backend": name,
+        "grid": tag,
+        "points": [dict(zip(("batch", "input_dim", "context_dim"), p)) for p in points],
+        "modes": args.modes,
+        "dtypes": args.dtypes,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "min_time_s": args.min_time,
+        "keras": keras.__version__,
+        "hyperzzw": target.module.__version__,
+        "layer_file": target.LAYER_FILE,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
+        "cpus": os.cpu_count(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "argv": sys.argv,
+        "env": {k: os.environ.get(k) for k in ("KERAS_BACKEND", "JAX_ENABLE_X64", "XLA_FLAGS", "OMP_NUM_THREADS")},
+        "loadavg_before": os.getloadavg()[0],
+        "flop_model": FLOP_MODEL,
+        "byte_model": BYTE_MODEL,
+    }
     records, done, total = [], 0, len(points) * len(args.dtypes) * len(args.modes)
     for point, dtype in itertools.product(points, args.dtypes):
         setup = make_setup(be, target.HyperZZWOperator, point, dtype, args.seed)
@@ -555,10 +737,16 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             records += (case := {r["impl"]: r for r in run_case(be, setup, mode, args)}).values()
             done += 1
-            status = case["layer"].get("error") or (f"layer/raw {case['layer']['ratio_to_raw']:.3f}, dense/raw "
-                                                    f"{case['dense']['ratio_to_raw']:.3f}, {case['layer']['check']}")
-            print(f"[{done}/{total}] B={point[0]} D={point[1]} C={point[2]} {dtype} {mode}: {status} "
-                  f"({time.perf_counter() - start:.1f} s)", file=sys.stderr, flush=True)
+            status = case["layer"].get("error") or (
+                f"layer/raw {case['layer']['ratio_to_raw']:.3f}, dense/raw "
+                f"{case['dense']['ratio_to_raw']:.3f}, {case['layer']['check']}"
+            )
+            print(
+                f"[{done}/{total}] B={point[0]} D={point[1]} C={point[2]} {dtype} {mode}: {status} "
+                f"({time.perf_counter() - start:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         del setup
         gc.collect()
     results = pd.DataFrame(records)  # one per (case, impl); a failed case has its error and no timings
@@ -573,8 +761,12 @@ def main(argv=None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem = args.out_dir / f"benchmark-{name}-{tag}"
     stem.with_suffix(".md").write_text(report, encoding="utf-8")
-    payload = {"meta": meta, "results": json.loads(results.to_json(orient="records", double_precision=15)), "targets": verdict,
-               "overhead_breakdown": probe}
+    payload = {
+        "meta": meta,
+        "results": json.loads(results.to_json(orient="records", double_precision=15)),
+        "targets": verdict,
+        "overhead_breakdown": probe,
+    }
     stem.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     if args.plot:
         plot(results, stem.with_suffix(".png"), f"HyperZZWOperator, {name} backend")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -184,11 +184,19 @@ def trace_with_unknown_dims(fn: Callable, specs: Sequence[tuple], owner=None) ->
 
 # The backend library's own ops, not `keras.ops`: what the benchmark's `raw` implementation is written in.
 if NAME == "jax":
-    NATIVE = {"matmul": jax.numpy.matmul, "multiply": jax.numpy.multiply, "sum": jax.numpy.sum,
-              "cast": lambda value, dtype: value.astype(dtype)}
+    NATIVE = {
+        "matmul": jax.numpy.matmul,
+        "multiply": jax.numpy.multiply,
+        "sum": jax.numpy.sum,
+        "cast": lambda value, dtype: value.astype(dtype),
+    }
 elif NAME == "torch":
-    NATIVE = {"matmul": torch.matmul, "multiply": torch.mul, "sum": torch.sum,
-              "cast": lambda value, dtype: value.to(getattr(torch, dtype))}
+    NATIVE = {
+        "matmul": torch.matmul,
+        "multiply": torch.mul,
+        "sum": torch.sum,
+        "cast": lambda value, dtype: value.to(getattr(torch, dtype)),
+    }
 elif NAME == "tensorflow":
     NATIVE = {"matmul": tf.matmul, "multiply": tf.multiply, "sum": tf.reduce_sum, "cast": tf.cast}
 else:  # pragma: no cover
@@ -256,8 +264,11 @@ def graph_breaks(fn: Callable, *args) -> dict | None:
     try:
         with torch.no_grad():
             explained = torch._dynamo.explain(fn)(*args)
-        return {"graphs": explained.graph_count, "graph_breaks": explained.graph_break_count,
-                "break_reasons": [str(r.reason) for r in explained.break_reasons][:5]}
+        return {
+            "graphs": explained.graph_count,
+            "graph_breaks": explained.graph_break_count,
+            "break_reasons": [str(r.reason) for r in explained.break_reasons][:5],
+        }
     except Exception as error:  # noqa: BLE001 - reported, not fatal
         return {"error": f"{type(error).__name__}: {error}"[:300]}
     finally:

@@ -45,9 +45,7 @@ def _dim(name: str, value) -> BadCase:
     return BadCase(
         id=f"{name}={value!r}",
         kwargs={"input_dim": 5, name: value} if name == "context_dim" else {name: value},
-        message=(
-            f"Received an invalid value for `{name}`, expected a positive integer. Received: {name}={value!r}"
-        ),
+        message=(f"Received an invalid value for `{name}`, expected a positive integer. Received: {name}={value!r}"),
     )
 
 
@@ -112,9 +110,7 @@ CATALOGUE: tuple[BadCase, ...] = (
     # --- the structure of the inputs --------------------------------------------------------------------
     _structure("single tensor", T((4, 5)), "a single tensor of shape (4, 5)"),
     _structure("list of one", [T((4, 5))], "a list of 1 item: [(4, 5)]"),
-    _structure(
-        "list of three", [T((4, 5)), T((4, 3)), T((4, 3))], "a list of 3 items: [(4, 5), (4, 3), (4, 3)]"
-    ),
+    _structure("list of three", [T((4, 5)), T((4, 3)), T((4, 3))], "a list of 3 items: [(4, 5), (4, 3), (4, 3)]"),
     _structure("tuple of three", (T((4, 5)), T((4, 3)), T((4, 3))), "a tuple of 3 items: [(4, 5), (4, 3), (4, 3)]"),
     _structure("empty list", [], "no tensors", modes=("eager", "built")),
     _structure("None", None, "no tensors", modes=("eager", "built")),
@@ -135,27 +131,61 @@ CATALOGUE: tuple[BadCase, ...] = (
         message=_NON_TENSOR.format("1.0", "float"),
     ),
     # --- ranks ------------------------------------------------------------------------------------------
-    _shapes("x rank 0", (), (4, 3), "`x` to have rank >= 2, (batch_size, ..., input_dim)", {"input_dim": 5},
-            modes=("eager", "built")),
+    _shapes(
+        "x rank 0",
+        (),
+        (4, 3),
+        "`x` to have rank >= 2, (batch_size, ..., input_dim)",
+        {"input_dim": 5},
+        modes=("eager", "built"),
+    ),
     _shapes("x rank 1", (5,), (4, 3), "`x` to have rank >= 2, (batch_size, ..., input_dim)"),
     _shapes("context rank 1", (4, 5), (3,), "`context` to have rank 2 or the rank of `x` (2)"),
     _shapes("context rank 3, x rank 2", (4, 5), (4, 2, 3), "`context` to have rank 2 or the rank of `x` (2)"),
     _shapes("context rank 4, x rank 3", (4, 7, 5), (4, 7, 1, 3), "`context` to have rank 2 or the rank of `x` (3)"),
     _shapes("context rank 3, x rank 4", (4, 2, 7, 5), (4, 2, 3), "`context` to have rank 2 or the rank of `x` (4)"),
     # --- last dimensions --------------------------------------------------------------------------------
-    _shapes("x last dim 6 for input_dim 5", (4, 6), (4, 3), "the last dimension of `x` to be input_dim=5",
-            {"input_dim": 5}),
-    _shapes("x last dim 1 for input_dim 5", (4, 7, 1), (4, 3), "the last dimension of `x` to be input_dim=5",
-            {"input_dim": 5}),
-    _shapes("x last dim unknown", (None, None), (None, 3), "the last dimension of `x` to be input_dim=5",
-            {"input_dim": 5}, modes=("symbolic",)),
-    _shapes("context last dim unknown", (None, 5), (None, None), "the last dimension of `context` to be defined",
-            modes=("symbolic",)),
-    _shapes("context_dim=2, context 3", (4, 5), (4, 3), "the last dimension of `context` to be context_dim=2",
-            {"input_dim": 5, "context_dim": 2}, modes=("eager", "symbolic")),
-    _shapes("context_dim=4, rank-3 context 3", (4, 7, 5), (4, 7, 3),
-            "the last dimension of `context` to be context_dim=4", {"input_dim": 5, "context_dim": 4},
-            modes=("eager", "symbolic")),
+    _shapes(
+        "x last dim 6 for input_dim 5", (4, 6), (4, 3), "the last dimension of `x` to be input_dim=5", {"input_dim": 5}
+    ),
+    _shapes(
+        "x last dim 1 for input_dim 5",
+        (4, 7, 1),
+        (4, 3),
+        "the last dimension of `x` to be input_dim=5",
+        {"input_dim": 5},
+    ),
+    _shapes(
+        "x last dim unknown",
+        (None, None),
+        (None, 3),
+        "the last dimension of `x` to be input_dim=5",
+        {"input_dim": 5},
+        modes=("symbolic",),
+    ),
+    _shapes(
+        "context last dim unknown",
+        (None, 5),
+        (None, None),
+        "the last dimension of `context` to be defined",
+        modes=("symbolic",),
+    ),
+    _shapes(
+        "context_dim=2, context 3",
+        (4, 5),
+        (4, 3),
+        "the last dimension of `context` to be context_dim=2",
+        {"input_dim": 5, "context_dim": 2},
+        modes=("eager", "symbolic"),
+    ),
+    _shapes(
+        "context_dim=4, rank-3 context 3",
+        (4, 7, 5),
+        (4, 7, 3),
+        "the last dimension of `context` to be context_dim=4",
+        {"input_dim": 5, "context_dim": 4},
+        modes=("eager", "symbolic"),
+    ),
     # --- leading dimensions -----------------------------------------------------------------------------
     _shapes("batch 4 vs 3", (4, 5), (3, 3), _BROADCAST),
     _shapes("rank-3 x, rank-2 context, batch 4 vs 3", (4, 7, 5), (3, 3), _BROADCAST),
@@ -165,25 +195,65 @@ CATALOGUE: tuple[BadCase, ...] = (
     _shapes("rank-4 both, width 6 vs 5", (1, 2, 6, 5), (1, 1, 5, 3), _BROADCAST),
     # --- edge sizes: the mismatch at each leading axis of ranks 3-5 and 8, every other dim 1 in both ---
     *(
-        _shapes(f"rank {rank}, axis {axis}: {a} vs {b}, every other dim 1",
-                tuple(a if i == axis else 1 for i in range(rank - 1)) + (5,),
-                tuple(b if i == axis else 1 for i in range(rank - 1)) + (3,), _BROADCAST)
-        for rank in (3, 4, 5, 8) for axis in range(rank - 1) for a, b in ((2, 3), (3, 2))
+        _shapes(
+            f"rank {rank}, axis {axis}: {a} vs {b}, every other dim 1",
+            tuple(a if i == axis else 1 for i in range(rank - 1)) + (5,),
+            tuple(b if i == axis else 1 for i in range(rank - 1)) + (3,),
+            _BROADCAST,
+        )
+        for rank in (3, 4, 5, 8)
+        for axis in range(rank - 1)
+        for a, b in ((2, 3), (3, 2))
     ),
     # --- edge sizes of the last dimensions: 1 against a larger size, either way ---------------------------
-    _shapes("x last dim 1 for input_dim 3", (4, 1), (4, 3), "the last dimension of `x` to be input_dim=3",
-            {"input_dim": 3}, modes=("eager", "symbolic")),
-    _shapes("x last dim 2 for input_dim 1", (4, 2), (4, 3), "the last dimension of `x` to be input_dim=1",
-            {"input_dim": 1}, modes=("eager", "symbolic")),
-    _shapes("context_dim=1, context 2", (4, 5), (4, 2), "the last dimension of `context` to be context_dim=1",
-            {"input_dim": 5, "context_dim": 1}, modes=("eager", "symbolic")),
-    _shapes("context_dim=2, context 1", (4, 5), (4, 1), "the last dimension of `context` to be context_dim=2",
-            {"input_dim": 5, "context_dim": 2}, modes=("eager", "symbolic")),
+    _shapes(
+        "x last dim 1 for input_dim 3",
+        (4, 1),
+        (4, 3),
+        "the last dimension of `x` to be input_dim=3",
+        {"input_dim": 3},
+        modes=("eager", "symbolic"),
+    ),
+    _shapes(
+        "x last dim 2 for input_dim 1",
+        (4, 2),
+        (4, 3),
+        "the last dimension of `x` to be input_dim=1",
+        {"input_dim": 1},
+        modes=("eager", "symbolic"),
+    ),
+    _shapes(
+        "context_dim=1, context 2",
+        (4, 5),
+        (4, 2),
+        "the last dimension of `context` to be context_dim=1",
+        {"input_dim": 5, "context_dim": 1},
+        modes=("eager", "symbolic"),
+    ),
+    _shapes(
+        "context_dim=2, context 1",
+        (4, 5),
+        (4, 1),
+        "the last dimension of `context` to be context_dim=2",
+        {"input_dim": 5, "context_dim": 2},
+        modes=("eager", "symbolic"),
+    ),
     # --- a built layer called on inputs that disagree with how it was built ---------------------------
-    _shapes("built with context 3, called with 2", (4, 5), (4, 2),
-            "the last dimension of `context` to be context_dim=3", modes=("built",)),
-    _shapes("built with input_dim 5, called with x last dim 6", (4, 6), (4, 3),
-            "the last dimension of `x` to be input_dim=5", {"input_dim": 5}, modes=("built",)),
+    _shapes(
+        "built with context 3, called with 2",
+        (4, 5),
+        (4, 2),
+        "the last dimension of `context` to be context_dim=3",
+        modes=("built",),
+    ),
+    _shapes(
+        "built with input_dim 5, called with x last dim 6",
+        (4, 6),
+        (4, 3),
+        "the last dimension of `x` to be input_dim=5",
+        {"input_dim": 5},
+        modes=("built",),
+    ),
 )
 
 

@@ -161,9 +161,12 @@ def _near_overflow(case, draws):
     w_max = max(Fraction(int(n)) * Fraction(2) ** weights.e for n in weights.n.ravel())
     u = draws.uniform(0.3, 0.9, case.x_shape)
     scale = Fraction(largest) / w_max
-    x = np.array([
-        oracle.round_ratio(*(Fraction(int(n)) * Fraction(2) ** u.e * scale).as_integer_ratio(), d) for n in u.n.ravel()
-    ]).reshape(case.x_shape)
+    x = np.array(
+        [
+            oracle.round_ratio(*(Fraction(int(n)) * Fraction(2) ** u.e * scale).as_integer_ratio(), d)
+            for n in u.n.ravel()
+        ]
+    ).reshape(case.x_shape)
     x[0, 0] = largest
     if math.isfinite(oracle.forward(x[:1, :1], context[:1], kernel[:, :1], d)[0, 0]):
         raise ValueError("the overflowing entry of a near-overflow case must round to +Inf")

@@ -29,6 +29,7 @@ def pytest_ignore_collect(collection_path, config):
         return not any(collection_path.stem in str(arg) for arg in config.args)
     return None
 
+
 # Hypothesis profiles. `ci` is derandomized (the same examples every run, so CI is reproducible and a red
 # run can be replayed); `dev` is random, as a developer wants; `thorough` is long and random, run by hand.
 # deadline=None everywhere: the first example of every new shape compiles (JAX, TF), far past 200 ms.
@@ -38,9 +39,7 @@ _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow], prin
 _quick = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
 settings.register_profile("ci", max_examples=25, derandomize=True, phases=_quick, **_common)
 settings.register_profile("dev", max_examples=15, phases=_quick, **_common)
-settings.register_profile(
-    "thorough", max_examples=500, phases=list(Phase), verbosity=Verbosity.normal, **_common
-)
+settings.register_profile("thorough", max_examples=500, phases=list(Phase), verbosity=Verbosity.normal, **_common)
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")
 settings.load_profile(PROFILE)
 
@@ -72,8 +71,11 @@ def pytest_report_header(config):
                 pass
         return "not installed"
 
-    library = {"jax": ("jax",), "torch": ("torch",),
-               "tensorflow": ("tensorflow", "tensorflow-cpu", "tf-nightly", "tf-nightly-cpu")}.get(name, ())
+    library = {
+        "jax": ("jax",),
+        "torch": ("torch",),
+        "tensorflow": ("tensorflow", "tensorflow-cpu", "tf-nightly", "tf-nightly-cpu"),
+    }.get(name, ())
     x64 = f", JAX_ENABLE_X64={os.environ.get('JAX_ENABLE_X64', '')!r}" if name == "jax" else ""
     return [
         f"hyperzzw conformance: backend={name} {version(*library)}, keras={version('keras', 'keras-nightly')}, "
@@ -151,8 +153,11 @@ def pytest_sessionfinish(session, exitstatus):
         record = _observations().data
         config.workeroutput["hyperzzw"] = {
             "record": {k: v for k, v in record.items() if k not in ("numeric", "errors", "upstream")},
-            "numeric": record["numeric"], "errors": record["errors"], "upstream": record["upstream"],
-            "collected": session.testscollected, "deselected": _DESELECTED,
+            "numeric": record["numeric"],
+            "errors": record["errors"],
+            "upstream": record["upstream"],
+            "collected": session.testscollected,
+            "deselected": _DESELECTED,
         }
         return
     path = os.environ.get(observed.ENV_VAR)
@@ -169,8 +174,12 @@ def pytest_sessionfinish(session, exitstatus):
         "maxfail": config.option.maxfail,
     }
     selection["complete"] = (
-        not selection["paths_given"] and not selection["keyword"] and not selection["markexpr"]
-        and selection["deselected"] == 0 and selection["collected"] > 0 and not session.shouldstop
+        not selection["paths_given"]
+        and not selection["keyword"]
+        and not selection["markexpr"]
+        and selection["deselected"] == 0
+        and selection["collected"] > 0
+        and not session.shouldstop
     )
     record = _observations()
     record.finish(int(exitstatus), selection)

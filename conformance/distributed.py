@@ -42,9 +42,20 @@ STEPS = 3  # SGD steps per configuration (the reference has more; each step star
 # x and context, divisible by the 2 data-parallel devices (a batch broadcast from 1 row has nothing to
 # shard; the uneven batch is its own check).
 CASE_IDS = (
-    "rank2-float16", "rank2-bfloat16", "rank2-float32", "rank2-float64", "rank3-ctx2-float32",
-    "rank3-ctx3-float64", "rank3-ctx-broadcast-time", "rank4-ctx4-float16", "batch-large", "context-wider",
-    "special-x-float32", "special-context-float64", "subnormal-float32", "one-hot-int32-context",
+    "rank2-float16",
+    "rank2-bfloat16",
+    "rank2-float32",
+    "rank2-float64",
+    "rank3-ctx2-float32",
+    "rank3-ctx3-float64",
+    "rank3-ctx-broadcast-time",
+    "rank4-ctx4-float16",
+    "batch-large",
+    "context-wider",
+    "special-x-float32",
+    "special-context-float64",
+    "subnormal-float32",
+    "one-hot-int32-context",
 )
 
 
@@ -124,7 +135,10 @@ def run_jax() -> None:
             if config != "model_parallel_context_dim":  # the training kernel's context_dim, 3, does not split in 2
                 attempt(f"{config}/training", lambda: _training(config))
         if distribution is not None:
-            attempt(f"{config}/saved", lambda: _save_load(config, scope, lambda v: str(getattr(v.value.sharding, "spec", "one device"))))
+            attempt(
+                f"{config}/saved",
+                lambda: _save_load(config, scope, lambda v: str(getattr(v.value.sharding, "spec", "one device"))),
+            )
     # A batch that does not divide over the data-parallel devices.
     with configs["data_parallel"].scope():
         attempt("data_parallel/uneven-batch", lambda: _uneven_predict("data_parallel"))
@@ -133,8 +147,7 @@ def run_jax() -> None:
 def _jax_case(config, case, distribution):
     from keras import distribution as kd
 
-    from conformance import backend, golden
-    from conformance import runner
+    from conformance import backend, golden, runner
 
     data = golden.load_case(case)
     model, layer = runner.functional_model(case)
@@ -178,8 +191,7 @@ def _save_load(config, scope, describe):
     distribution: the weights come back bit for bit, and the loaded model computes the golden output."""
     import keras
 
-    from conformance import cases, golden
-    from conformance import runner
+    from conformance import cases, golden, runner
 
     case = cases.by_id("rank2-float32")
     data = golden.load_case(case)
@@ -203,8 +215,7 @@ def _save_load(config, scope, describe):
 
 
 def _uneven_predict(config):
-    from conformance import cases, golden
-    from conformance import runner
+    from conformance import cases, golden, runner
 
     case = cases.by_id("batch-large")  # 256 rows; batches of 255 leave a last batch of 1 row
     data = golden.load_case(case)
@@ -220,8 +231,7 @@ def _keras_model_parallel() -> None:
     import keras
     from keras import distribution as kd
 
-    from conformance import cases, golden
-    from conformance import runner
+    from conformance import cases, golden, runner
 
     devices = kd.list_devices("cpu")
     layout_map = kd.LayoutMap(kd.DeviceMesh((1, DEVICES), ("batch", "model"), devices[:DEVICES]))
@@ -263,7 +273,10 @@ def run_tensorflow() -> None:
         with scope():
             for case in cases.CASES:
                 if eligible(case):
-                    attempt(f"{config}/{case.id}", lambda: _tf_case(config, case, strategy if config == "mirrored" else None))
+                    attempt(
+                        f"{config}/{case.id}",
+                        lambda: _tf_case(config, case, strategy if config == "mirrored" else None),
+                    )
             # XLA on logical CPU devices runs every cluster on CPU:0 and cannot reach replica 1's variables
             # (a known gap, kept as a strict xfail): the distributed steps run as tf.function graphs.
             attempt(f"{config}/training", lambda: _training(config, jit_compile=config == "single"))
@@ -277,8 +290,7 @@ def run_tensorflow() -> None:
 def _tf_case(config, case, strategy):
     import tensorflow as tf
 
-    from conformance import backend, golden
-    from conformance import runner
+    from conformance import backend, golden, runner
 
     data = golden.load_case(case)
     model, layer = runner.functional_model(case)
@@ -314,7 +326,9 @@ def _tf_case(config, case, strategy):
     for i, grad in zip(differentiable, grads):
         name = ("dx", "dcontext", "dkernel")[i]
         # per-example gradients are gathered along the batch; the kernel's are summed over the replicas
-        total = strategy.reduce(tf.distribute.ReduceOp.SUM, grad, axis=None) if i == 2 else strategy.gather(grad, axis=0)
+        total = (
+            strategy.reduce(tf.distribute.ReduceOp.SUM, grad, axis=None) if i == 2 else strategy.gather(grad, axis=0)
+        )
         record(f"{config}/{case.id}/{name}", tf.cast(total, case.dtype))
 
 
@@ -324,8 +338,7 @@ def _tf_case(config, case, strategy):
 def run_torch() -> None:
     import torch.multiprocessing as mp
 
-    from conformance import cases, golden
-    from conformance import runner
+    from conformance import cases, golden, runner
 
     # One device: the same quantities in this process, for the bitwise comparison.
     for case in cases.CASES:
@@ -351,13 +364,14 @@ def run_torch() -> None:
 
     loaded = keras.saving.load_model(os.path.join(folder, "distributed.keras"))
     record("ddp/saved/kernel-loaded-on-one-device", loaded.get_layer("zzw").hyper_kernel)
-    record("ddp/saved/output-loaded-on-one-device", loaded.predict(
-        [data["x"].astype(np.float32), data["context"].astype(np.float32)], verbose=0))
+    record(
+        "ddp/saved/output-loaded-on-one-device",
+        loaded.predict([data["x"].astype(np.float32), data["context"].astype(np.float32)], verbose=0),
+    )
 
 
 def _torch_single_case(case):
-    from conformance import backend, golden
-    from conformance import runner
+    from conformance import backend, golden, runner
 
     data = golden.load_case(case)
     model, layer = runner.functional_model(case)
@@ -378,7 +392,9 @@ def _torch_rank(rank: int, folder: str) -> None:
     try:
         _torch_rank_work(rank, folder)
         if rank == 0:
-            np.savez(os.path.join(folder, "rank0.npz"), **RESULTS, **{f"gaps/{k}": np.asarray(v) for k, v in GAPS.items()})
+            np.savez(
+                os.path.join(folder, "rank0.npz"), **RESULTS, **{f"gaps/{k}": np.asarray(v) for k, v in GAPS.items()}
+            )
     finally:
         dist.destroy_process_group()
 
@@ -404,8 +420,7 @@ def _torch_rank_work(rank: int, folder: str) -> None:
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from conformance import backend, cases, golden
-    from conformance import runner
+    from conformance import backend, cases, golden, runner
 
     def ddp_case(case, rows):
         data = golden.load_case(case)
@@ -442,8 +457,10 @@ def _torch_rank_work(rank: int, folder: str) -> None:
     loaded = keras.saving.load_model(os.path.join(folder, "single.keras"))
     DDP(loaded)
     record("ddp/saved/kernel-loaded-distributed", loaded.get_layer("zzw").hyper_kernel)
-    record("ddp/saved/output-loaded-distributed", loaded.predict(
-        [data["x"].astype(np.float32), data["context"].astype(np.float32)], verbose=0))
+    record(
+        "ddp/saved/output-loaded-distributed",
+        loaded.predict([data["x"].astype(np.float32), data["context"].astype(np.float32)], verbose=0),
+    )
     model, layer = runner.functional_model(case)
     layer.hyper_kernel.assign(data["kernel"].astype(np.float32))
     DDP(model)  # collective: every rank wraps, rank 0 saves

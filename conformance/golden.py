@@ -243,8 +243,11 @@ def keras_file_content(data: bytes) -> dict:
                 arrays = {}
                 with h5py.File(io.BytesIO(blob), "r") as weights:
                     weights.visititems(
-                        lambda key, item: arrays.__setitem__(key, (str(item.dtype), item.shape, item[()].tobytes()))
-                        if isinstance(item, h5py.Dataset) else None
+                        lambda key, item: (
+                            arrays.__setitem__(key, (str(item.dtype), item.shape, item[()].tobytes()))
+                            if isinstance(item, h5py.Dataset)
+                            else None
+                        )
                     )
                 content[name] = arrays
             else:
@@ -367,8 +370,10 @@ def differences(files: dict[str, bytes], manifest: dict) -> list[str]:
         for name in sorted(set(before) | set(after)):
             a, b = before.get(name), after.get(name)
             if a is None or b is None or a.shape != b.shape or a.dtype != b.dtype:
-                details.append(f"{name}: shape/dtype {getattr(a, 'shape', None)}/{getattr(a, 'dtype', None)}"
-                               f" -> {getattr(b, 'shape', None)}/{getattr(b, 'dtype', None)}")
+                details.append(
+                    f"{name}: shape/dtype {getattr(a, 'shape', None)}/{getattr(a, 'dtype', None)}"
+                    f" -> {getattr(b, 'shape', None)}/{getattr(b, 'dtype', None)}"
+                )
                 continue
             a64, b64 = a.astype(np.float64), b.astype(np.float64)
             same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
@@ -397,7 +402,8 @@ def manifest_differences(old: dict, new: dict) -> list[str]:
             for case_id in sorted(set(old[key]) | set(new[key])):
                 if old[key].get(case_id) != new[key].get(case_id):
                     fields = sorted(
-                        f for f in set(old[key].get(case_id) or {}) | set(new[key].get(case_id) or {})
+                        f
+                        for f in set(old[key].get(case_id) or {}) | set(new[key].get(case_id) or {})
                         if (old[key].get(case_id) or {}).get(f) != (new[key].get(case_id) or {}).get(f)
                     )
                     lines.append(f"changed  manifest.json: cases/{case_id}: {', '.join(fields) or 'added/removed'}")

@@ -20,7 +20,9 @@ _EINSUM_TF = (
 )
 _AUTOGRAPH = "only TensorFlow's autograph rewrites errors raised inside a tf.function"
 _SYMBOLIC = "only jax.export gives symbolic sizes that are not integers (TensorFlow gives None, torch SymInts)"
-_TF_RUNS = "only TensorFlow's broadcasting kernels stop at five runs of broadcast dimensions; multiply takes any rank here"
+_TF_RUNS = (
+    "only TensorFlow's broadcasting kernels stop at five runs of broadcast dimensions; multiply takes any rank here"
+)
 _MULTIPLY64 = (
     "keras.ops.multiply keeps float64 on this backend in this Keras (it computes float64 in float32 on torch from "
     "the Keras 3.16 nightlies on: keras-team/keras#23225; the nightly set catches this mutant there)"
@@ -39,8 +41,8 @@ EQUIVALENT_ON = {
 
 MUTANTS: dict[str, tuple[str, str]] = {
     "transposed kernel": (
-        'shape=(self.context_dim, self.input_dim),',
-        'shape=(self.input_dim, self.context_dim),',
+        "shape=(self.context_dim, self.input_dim),",
+        "shape=(self.input_dim, self.context_dim),",
     ),
     "output features reversed": (
         "weights = ops.matmul(context, self.hyper_kernel)",
@@ -80,7 +82,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "symbolic sizes rejected": ("    if value is None or _is_symbolic(value):", "    if value is None:"),
     "symbolic sizes checked as if known": (
         # (still a tuple: dropping the conversion altogether also breaks list shapes, which is another defect)
-        "        x_shape = tuple(None if _is_symbolic(d) else d for d in x_shape)\n", "        x_shape = tuple(x_shape)\n"
+        "        x_shape = tuple(None if _is_symbolic(d) else d for d in x_shape)\n",
+        "        x_shape = tuple(x_shape)\n",
     ),
     "lost config field": (
         '                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),\n',
@@ -91,16 +94,16 @@ MUTANTS: dict[str, tuple[str, str]] = {
     # --- added with the exact oracle: each an honest mistake a contributor could make ---
     # A few ulps: x1.000001 is 8 float32 ulps (and rounds to 1 in float16/bfloat16, where it is no defect).
     "output drifts by a few float32 ulps": (
-        "return ops.multiply(x, weights)", "return ops.multiply(x, weights) * 1.000001"
+        "return ops.multiply(x, weights)",
+        "return ops.multiply(x, weights) * 1.000001",
     ),
     # shape handling
     "rank-2 context expanded only once": (
-        "        for _ in range(len(x.shape) - len(context.shape)):\n            weights = ops.expand_dims(weights, axis=1)",
+        "        for _ in range(len(x.shape) - len(context.shape)):\n"
+        "            weights = ops.expand_dims(weights, axis=1)",
         "        if len(x.shape) > len(context.shape):\n            weights = ops.expand_dims(weights, axis=1)",
     ),
-    "only the batch dim checked for broadcasting": (
-        "        n = len(context_shape) - 1\n", "        n = 1\n"
-    ),
+    "only the batch dim checked for broadcasting": ("        n = len(context_shape) - 1\n", "        n = 1\n"),
     "output shape ignores the broadcast": (
         "        return self._check_shapes(x_shape, context_shape)[1]",
         "        self._check_shapes(x_shape, context_shape)\n        return tuple(x_shape)",
@@ -110,22 +113,24 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "        if False:",
     ),
     "float64 einsum subscripts for a rank-2 context only": (
-        'lead = "abdefghjklmnopqrstuvwxyz"[: len(context.shape) - 1]', 'lead = "a"'
+        'lead = "abdefghjklmnopqrstuvwxyz"[: len(context.shape) - 1]',
+        'lead = "a"',
     ),
     # weight handling
     "inferred context_dim not stored": (
         "        self.context_dim = self._check_shapes(x_shape, context_shape)[0]\n"
-        "        self.hyper_kernel = self.add_weight(\n            name=\"hyper_kernel\",\n"
+        '        self.hyper_kernel = self.add_weight(\n            name="hyper_kernel",\n'
         "            shape=(self.context_dim, self.input_dim),",
         "        context_dim = self._check_shapes(x_shape, context_shape)[0]\n"
-        "        self.hyper_kernel = self.add_weight(\n            name=\"hyper_kernel\",\n"
+        '        self.hyper_kernel = self.add_weight(\n            name="hyper_kernel",\n'
         "            shape=(context_dim, self.input_dim),",
     ),
     "regularizer not attached to the weight": ("regularizer=self.kernel_regularizer,", "regularizer=None,"),
     "constraint not attached to the weight": ("constraint=self.kernel_constraint,\n", "constraint=None,\n"),
     # dtype promotion
     "integer inputs cast to float32, not the compute dtype": (
-        "            tensor = ops.cast(tensor, self.compute_dtype)", '            tensor = ops.cast(tensor, "float32")'
+        "            tensor = ops.cast(tensor, self.compute_dtype)",
+        '            tensor = ops.cast(tensor, "float32")',
     ),
     # (Reading `self.hyper_kernel.value` instead would be no defect: Keras autocasts `.value` too.)
     "kernel cast to the variable dtype (mixed precision)": (
@@ -148,7 +153,10 @@ MUTANTS: dict[str, tuple[str, str]] = {
     # --- added 2026-12-02: more honest mistakes ---
     # An unknown dim against a 1 is unknown (it may be 5 at run time); taking the 1 claims a static size
     # that the run-time broadcast does not give.
-    "unknown dim against a 1 taken as 1": ("    if a == 1:\n        return b\n", "    if a == 1 or a is None:\n        return b\n"),
+    "unknown dim against a 1 taken as 1": (
+        "    if a == 1:\n        return b\n",
+        "    if a == 1 or a is None:\n        return b\n",
+    ),
     # A "guard" against empty batches: batch 0 is a valid input (Keras predicts on empty batches).
     "empty batches rejected": (
         "        if len(x_shape) < 2:\n",
@@ -175,9 +183,15 @@ MUTANTS: dict[str, tuple[str, str]] = {
     # Masks: the layer declared non-masking (Keras then drops the mask), the context's mask ignored or OR'd
     # in, and a rank-2 context's mask (it has no time axis) carried over.
     # (Keras takes a layer that overrides compute_mask as supporting masks.)
-    "masks not supported": ("    def compute_mask(self, inputs, mask=None):", "    def _compute_mask(self, inputs, mask=None):"),
+    "masks not supported": (
+        "    def compute_mask(self, inputs, mask=None):",
+        "    def _compute_mask(self, inputs, mask=None):",
+    ),
     "the context's mask ignored": ("        return ops.logical_and(x_mask, context_mask)", "        return x_mask"),
-    "masks combined by OR": ("        return ops.logical_and(x_mask, context_mask)", "        return ops.logical_or(x_mask, context_mask)"),
+    "masks combined by OR": (
+        "        return ops.logical_and(x_mask, context_mask)",
+        "        return ops.logical_or(x_mask, context_mask)",
+    ),
     "a rank-2 context's mask carried over": ("            context_mask = None\n", "            pass\n"),
     # Ranks: the plain multiply everywhere (TensorFlow then raises its own UnimplementedError at rank 6+).
     "einsum past TensorFlow's broadcast limit dropped": (
@@ -189,14 +203,16 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "        self._multiply_by_einsum = False",
     ),
     # Constructor arguments: the kernel drawn as (input_dim, context_dim) and transposed (the initializer's
-    # fan-in and fan-out swapped: same shape, wrong scale); a seeded default (every layer the same kernel); the regularizer's
+    # fan-in and fan-out swapped: same shape, wrong scale); a seeded default (every layer the same kernel); the
+    # regularizer's
     # factor replaced by Keras's default.
     "initializer fans swapped": (
         "            initializer=self.kernel_initializer,",
         "            initializer=lambda shape, dtype=None: ops.transpose(self.kernel_initializer(shape[::-1], dtype)),",
     ),
     "the default initializer seeded": (
-        '        kernel_initializer="glorot_uniform",', "        kernel_initializer=keras.initializers.GlorotUniform(seed=0),"
+        '        kernel_initializer="glorot_uniform",',
+        "        kernel_initializer=keras.initializers.GlorotUniform(seed=0),",
     ),
     "regularizer factor lost": (
         "            regularizer=self.kernel_regularizer,",
@@ -209,11 +225,13 @@ MUTANTS: dict[str, tuple[str, str]] = {
     ),
     # Edge sizes: a last dim of 1 taken as broadcastable against input_dim ("x of 1 feature broadcasts").
     "x's last dim of 1 accepted for any input_dim": (
-        "        if x_shape[-1] != self.input_dim:", "        if x_shape[-1] not in (1, self.input_dim):"
+        "        if x_shape[-1] != self.input_dim:",
+        "        if x_shape[-1] not in (1, self.input_dim):",
     ),
     # Edge sizes: the broadcast check skips the last leading axis (an off-by-one in the slice).
     "the last leading dim not checked": (
-        "zip(x_shape[:n], context_shape[:n])]", "zip(x_shape[:n], context_shape[:n])][: max(n - 1, 1)] + list(x_shape[max(n - 1, 1):n])"
+        "zip(x_shape[:n], context_shape[:n])]",
+        "zip(x_shape[:n], context_shape[:n])][: max(n - 1, 1)] + list(x_shape[max(n - 1, 1):n])",
     ),
     # The per-call dtype memo keyed wrongly (on nothing): every tensor then takes the first dtype's name, so
     # later inputs of another dtype skip their cast, or are cast when they need not be.

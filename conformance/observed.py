@@ -60,7 +60,7 @@ class Observations:
         }
 
     @classmethod
-    def from_record(cls, record: dict) -> "Observations":
+    def from_record(cls, record: dict) -> Observations:
         """An empty record with `record`'s header (backend, versions, layer): how the pytest-xdist controller,
         which imports neither keras nor the backend, takes over its workers' records."""
         self = cls.__new__(cls)

@@ -111,7 +111,7 @@ class Exact:
         self.n, self.e, self.cls, self.negzero = n, e, cls, negzero
 
     @classmethod
-    def of(cls, values) -> "Exact":
+    def of(cls, values) -> Exact:
         """The exact value of every element of a float array (any float dtype; NaN and ±Inf allowed)."""
         values = np.asarray(values, dtype=np.float64)
         finite = np.isfinite(values)
@@ -125,7 +125,7 @@ class Exact:
         return cls(n.astype(object), e, np.where(finite, 0.0, values), finite & (values == 0) & np.signbit(values))
 
     @classmethod
-    def of_ints(cls, ints, e: int = 0) -> "Exact":
+    def of_ints(cls, ints, e: int = 0) -> Exact:
         """`ints * 2**e` for an integer array."""
         n = np.asarray(ints).astype(object)
         return cls(n, e, np.zeros(n.shape), np.zeros(n.shape, dtype=bool))
@@ -147,23 +147,23 @@ class Exact:
         """The sign bit of each finite value (zeros included)."""
         return (self.n < 0) | ((self.n == 0) & self.negzero)
 
-    def reshape(self, shape) -> "Exact":
+    def reshape(self, shape) -> Exact:
         return Exact(self.n.reshape(shape), self.e, self.cls.reshape(shape), self.negzero.reshape(shape))
 
-    def transpose(self, *axes) -> "Exact":
+    def transpose(self, *axes) -> Exact:
         return Exact(self.n.transpose(*axes), self.e, self.cls.transpose(*axes), self.negzero.transpose(*axes))
 
-    def __neg__(self) -> "Exact":
+    def __neg__(self) -> Exact:
         return Exact(-self.n, self.e, -self.cls, self.finite & (self.n == 0) & ~self.negzero)
 
-    def abs(self) -> "Exact":
+    def abs(self) -> Exact:
         return Exact(np.abs(self.n), self.e, np.abs(self.cls), np.zeros(self.shape, dtype=bool))
 
-    def scale(self, power_of_two: int) -> "Exact":
+    def scale(self, power_of_two: int) -> Exact:
         """Multiplies by 2**power_of_two, exactly."""
         return Exact(self.n, self.e + power_of_two, self.cls, self.negzero)
 
-    def __mul__(self, other: "Exact") -> "Exact":
+    def __mul__(self, other: Exact) -> Exact:
         with np.errstate(invalid="ignore"):  # IEEE: nan * any = nan, inf * 0 = nan, inf * -1 = -inf
             cls = self._sign_class() * other._sign_class()
         finite = np.isfinite(cls)
@@ -171,7 +171,7 @@ class Exact:
         negzero = finite & (n == 0) & (self._negative() ^ other._negative())
         return Exact(n, self.e + other.e, np.where(finite, 0.0, cls), negzero)
 
-    def __add__(self, other: "Exact") -> "Exact":
+    def __add__(self, other: Exact) -> Exact:
         e = min(self.e, other.e)
         a = np.left_shift(self.n, self.e - e) if self.e > e else self.n
         b = np.left_shift(other.n, other.e - e) if other.e > e else other.n
@@ -182,10 +182,10 @@ class Exact:
         negzero = finite & (n == 0) & (self.negzero & (self.n == 0)) & (other.negzero & (other.n == 0))
         return Exact(n, e, np.where(finite, 0.0, cls), negzero)
 
-    def __sub__(self, other: "Exact") -> "Exact":
+    def __sub__(self, other: Exact) -> Exact:
         return self + (-other)
 
-    def sum(self, axis, keepdims: bool = False) -> "Exact":
+    def sum(self, axis, keepdims: bool = False) -> Exact:
         """The exact sum over `axis` (an int or a tuple); an empty sum is +0."""
         axis = axis if isinstance(axis, tuple) else (axis,)
         axis = tuple(a % max(len(self.shape), 1) for a in axis)
@@ -200,13 +200,14 @@ class Exact:
         negzero = finite & (n == 0) & all_negzero & (count > 0)
         return Exact(n, self.e, np.where(finite, 0.0, cls), negzero)
 
-    def matmul(self, other: "Exact") -> "Exact":
+    def matmul(self, other: Exact) -> Exact:
         """`self @ other` for `self` of shape (..., m, k) and `other` of shape (k, n)."""
         return (self._expand(-1) * other._expand(-3)).sum(-2)
 
-    def _expand(self, axis: int) -> "Exact":
-        return Exact(np.expand_dims(self.n, axis), self.e, np.expand_dims(self.cls, axis),
-                     np.expand_dims(self.negzero, axis))
+    def _expand(self, axis: int) -> Exact:
+        return Exact(
+            np.expand_dims(self.n, axis), self.e, np.expand_dims(self.cls, axis), np.expand_dims(self.negzero, axis)
+        )
 
     def round(self, dtype: str = "float64", upward: bool = False) -> np.ndarray:
         """Every element rounded once to `dtype` (returned as float64, which holds it exactly): to nearest,
@@ -243,9 +244,7 @@ def sum_to(array, shape: tuple, sum_axes):
     """Sums `array` over the axes along which `shape` was broadcast to `array.shape`; `sum_axes(array, axes)`
     sums over `axes` keeping them."""
     lead = len(array.shape) - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and array.shape[lead + i] != 1
-    )
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and array.shape[lead + i] != 1)
     return sum_axes(array, axes).reshape(tuple(shape)) if axes else array
 
 
@@ -354,7 +353,11 @@ def sgd_step(x, context, y, kernel, w, learning_rate: float, dtype: str = "float
             raise ValueError(f"the training case's {name} comes near the underflow range; the bound assumes not")
 
     lr = learning_rate
-    d_loss, d_kernel_n, d_w_n = 2 * context_dim + 2 * input_dim + batch + 4, context_dim + input_dim + batch + 4, 2 * context_dim + input_dim + batch + 3
+    d_loss, d_kernel_n, d_w_n = (
+        2 * context_dim + 2 * input_dim + batch + 4,
+        context_dim + input_dim + batch + 4,
+        2 * context_dim + input_dim + batch + 3,
+    )
     # The bounds are evaluated in float64 from magnitudes rounded upward; the factor (1 + 2**-50) covers
     # the few float64 roundings of these formulas themselves.
     safety = 1 + 2.0**-50
@@ -365,11 +368,13 @@ def sgd_step(x, context, y, kernel, w, learning_rate: float, dtype: str = "float
         "kernel": new_kernel_value,
         "w": new_w_value,
         "loss_atol": safety * (_gamma(d_loss, u) * loss_abs.round("float64", upward=True) + u * np.abs(loss_value)),
-        "kernel_atol": safety * (
+        "kernel_atol": safety
+        * (
             lr * _gamma(d_kernel_n, u) * (1 + u) * d_kernel_abs.round("float64", upward=True)
             + 2 * u * new_kernel.abs().round("float64", upward=True)
         ),
-        "w_atol": safety * (
+        "w_atol": safety
+        * (
             lr * _gamma(d_w_n, u) * (1 + u) * d_w_abs.round("float64", upward=True)
             + 2 * u * new_w.abs().round("float64", upward=True)
         ),

@@ -21,20 +21,24 @@ from conformance import cases, golden, observed, tolerance
 BACKENDS = ("jax", "torch", "tensorflow")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _case_arrays(case_id: str) -> dict:
     """A golden case's stored arrays, read and verified once per process (a report run changes none)."""
     return golden.load_case(cases.by_id(case_id))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _case_atols(case_id: str, backend: str | None) -> dict:
     """A golden case's elementwise tolerances for one backend (they depend on the stored inputs only)."""
     case, arrays = cases.by_id(case_id), _case_arrays(case_id)
     x, context, kernel, g = arrays["x"], arrays["context"], arrays["kernel"], arrays["cotangent"]
     dx, dcontext, dkernel = tolerance.gradient_atols(x, context, kernel, g, case.dtype, backend)
-    return {"output": tolerance.forward_atol(x, context, kernel, case.dtype, backend),
-            "dx": dx, "dcontext": dcontext, "dkernel": dkernel}
+    return {
+        "output": tolerance.forward_atol(x, context, kernel, case.dtype, backend),
+        "dx": dx,
+        "dcontext": dcontext,
+        "dkernel": dkernel,
+    }
 
 
 def _expected(key: str, manifest: dict, cache: dict):
@@ -106,8 +110,10 @@ def _session_problems(backend: str, run: dict) -> list[str]:
         return [f"{backend}: its record says nothing of how the session ended"]
     problems = []
     if session["exit_status"] != 0:
-        problems.append(f"{backend}: the test session failed (pytest exit status {session['exit_status']}, "
-                        f"{session.get('failed', '?')} failed)")
+        problems.append(
+            f"{backend}: the test session failed (pytest exit status {session['exit_status']}, "
+            f"{session.get('failed', '?')} failed)"
+        )
     if not session.get("complete"):
         why = []
         if session.get("paths_given"):
@@ -126,18 +132,23 @@ def _version_problems(runs: dict) -> list[str]:
     """A report compares one version set: the same set, keras and numpy in every record, and the `keras`
     module from the distribution that set installs (keras-nightly for the nightly set, the release otherwise)."""
     problems = []
-    for what, get in (("version sets", lambda run: run.get("version_set")),
-                      ("keras versions", lambda run: run.get("versions", {}).get("keras")),
-                      ("numpy versions", lambda run: run.get("versions", {}).get("numpy"))):
+    for what, get in (
+        ("version sets", lambda run: run.get("version_set")),
+        ("keras versions", lambda run: run.get("versions", {}).get("keras")),
+        ("numpy versions", lambda run: run.get("versions", {}).get("numpy")),
+    ):
         seen = {b: get(run) for b, run in runs.items()}
         if len(set(seen.values())) > 1:
-            problems.append(f"the records come from different {what}: "
-                            + ", ".join(f"{b} {v}" for b, v in seen.items()))
+            problems.append(
+                f"the records come from different {what}: " + ", ".join(f"{b} {v}" for b, v in seen.items())
+            )
     for backend, run in runs.items():
         want = ["keras-nightly"] if run.get("version_set") == "nightly" else ["keras"]
         if run.get("keras_distributions") != want:
-            problems.append(f"{backend}: its keras module came from {run.get('keras_distributions')}, "
-                            f"expected {want} for version set {run.get('version_set')!r}")
+            problems.append(
+                f"{backend}: its keras module came from {run.get('keras_distributions')}, "
+                f"expected {want} for version set {run.get('version_set')!r}"
+            )
     return problems
 
 
@@ -150,15 +161,19 @@ def upstream_differences(runs: dict) -> list[str]:
         for probe_id, got in sorted((run.get("upstream") or {}).items()):
             pinned, _ = upstream.expected(backend, PINNED_KERAS, probe_id)
             if got != pinned:
-                out.append(f"{backend}: keras.ops {probe_id} gives {got} (keras {run['keras']}); "
-                           f"{pinned} in the pinned set (keras {PINNED_KERAS})")
+                out.append(
+                    f"{backend}: keras.ops {probe_id} gives {got} (keras {run['keras']}); "
+                    f"{pinned} in the pinned set (keras {PINNED_KERAS})"
+                )
     return out
 
 
 # The keras release of requirements/constraints.txt, the pinned set's baseline for `upstream_differences`.
-PINNED_KERAS = next(line.split("==")[1].strip() for line in
-                    (Path(__file__).resolve().parent.parent / "requirements" / "constraints.txt").read_text().splitlines()
-                    if line.startswith("keras=="))
+PINNED_KERAS = next(
+    line.split("==")[1].strip()
+    for line in (Path(__file__).resolve().parent.parent / "requirements" / "constraints.txt").read_text().splitlines()
+    if line.startswith("keras==")
+)
 
 
 def build(reports: Path) -> dict:
@@ -168,18 +183,26 @@ def build(reports: Path) -> dict:
         path = reports / f"observed-{backend}.json"
         if path.is_file():
             runs[backend] = observed.load(path)
-    problems = [f"{b}: no observations ({reports / f'observed-{b}.json'} is missing: its session did not run, or "
-                f"crashed before it ended)" for b in BACKENDS if b not in runs]
+    problems = [
+        f"{b}: no observations ({reports / f'observed-{b}.json'} is missing: its session did not run, or "
+        f"crashed before it ended)"
+        for b in BACKENDS
+        if b not in runs
+    ]
     for backend, run in runs.items():
         if run.get("backend") != backend:
-            problems.append(f"{reports / f'observed-{backend}.json'} holds the record of a {run.get('backend')} "
-                            f"session, not of {backend}")
+            problems.append(
+                f"{reports / f'observed-{backend}.json'} holds the record of a {run.get('backend')} "
+                f"session, not of {backend}"
+            )
         problems += _session_problems(backend, run)
     problems += _version_problems(runs)
     layers = {b: (run.get("layer") or {}).get("sha256") for b, run in runs.items()}
     if len(set(layers.values())) > 1:
-        problems.append("the backends tested different layer files: " + ", ".join(
-            f"{b} {run['layer']['path']} (sha256 {str(layers[b])[:12]})" for b, run in runs.items()))
+        problems.append(
+            "the backends tested different layer files: "
+            + ", ".join(f"{b} {run['layer']['path']} (sha256 {str(layers[b])[:12]})" for b, run in runs.items())
+        )
     want_numeric, want_errors = expected_keys()
     for backend, run in runs.items():
         missing = sorted(want_numeric - set(run["numeric"])) + sorted(want_errors - set(run["errors"]))
@@ -198,7 +221,8 @@ def build(reports: Path) -> dict:
         # for flushed subnormals (more than twice the IEEE tolerance, which has a negligible floor).
         with np.errstate(invalid="ignore"):
             underflow = (np.abs(values) < tolerance.TINY[dtype]) | np.any(
-                [atol_for(b) > 2 * atol_for(None) for b in runs], axis=0)
+                [atol_for(b) > 2 * atol_for(None) for b in runs], axis=0
+            )
         row = {"key": key, "dtype": dtype, "backends": {}, "pairs": {}, "ok": True}
         for backend, run in runs.items():
             entry = run["numeric"].get(key)
@@ -220,10 +244,14 @@ def build(reports: Path) -> dict:
             row["ok"] &= result["ok"]
         rows.append(row)
     for backend, wrong in wrong_dtypes.items():
-        problems.append(f"{backend}: {len(wrong)} observations came out in the wrong dtype (e.g. {'; '.join(wrong[:2])})")
+        problems.append(
+            f"{backend}: {len(wrong)} observations came out in the wrong dtype (e.g. {'; '.join(wrong[:2])})"
+        )
     bad_rows = [r["key"] for r in rows if not r["ok"]]
     if bad_rows:
-        problems.append(f"{len(bad_rows)} numeric rows out of tolerance or disagreeing (e.g. {', '.join(bad_rows[:3])})")
+        problems.append(
+            f"{len(bad_rows)} numeric rows out of tolerance or disagreeing (e.g. {', '.join(bad_rows[:3])})"
+        )
     expected_errors = golden.load_errors(manifest)
     error_rows = []
     for key in sorted(set().union(*(run["errors"] for run in runs.values()))) if runs else []:
@@ -236,8 +264,9 @@ def build(reports: Path) -> dict:
 
     summary_by_dtype = {}
     for row in rows:
-        s = summary_by_dtype.setdefault(row["dtype"], {"rows": 0, "err_over_tol": {}, "max_rel": 0.0, "max_abs": 0.0,
-                                                       "underflow_abs": 0.0})
+        s = summary_by_dtype.setdefault(
+            row["dtype"], {"rows": 0, "err_over_tol": {}, "max_rel": 0.0, "max_abs": 0.0, "underflow_abs": 0.0}
+        )
         s["rows"] += 1
         for b, r in row["backends"].items():
             s["err_over_tol"][b] = max(s["err_over_tol"].get(b, 0.0), r["err_over_tol"])
@@ -250,8 +279,13 @@ def build(reports: Path) -> dict:
         "problems": problems,
         "layer": {b: run.get("layer") for b, run in runs.items()},
         "backends": {
-            b: {"keras": run["keras"], "versions": run.get("versions", {}), "session": run.get("session"),
-                "numeric": len(run["numeric"]), "errors": len(run["errors"])}
+            b: {
+                "keras": run["keras"],
+                "versions": run.get("versions", {}),
+                "session": run.get("session"),
+                "numeric": len(run["numeric"]),
+                "errors": len(run["errors"]),
+            }
             for b, run in runs.items()
         },
         "missing": [b for b in BACKENDS if b not in runs],
@@ -270,8 +304,10 @@ def _fmt(value: float) -> str:
 def _verdict(report: dict) -> list[str]:
     lines = [f"**Result: {'PASS' if report['ok'] else 'FAIL'}**"]
     if report["ok"]:
-        lines.append("All three backends ran the whole suite and passed; every observation is within tolerance of "
-                     "the oracle and of the other backends; every error text is identical to the catalogue.")
+        lines.append(
+            "All three backends ran the whole suite and passed; every observation is within tolerance of "
+            "the oracle and of the other backends; every error text is identical to the catalogue."
+        )
     else:
         lines += ["", "Why:"] + [f"- {p}" for p in report["problems"]]
     return lines
@@ -286,35 +322,51 @@ def markdown(report: dict) -> str:
         layer = layer or {}
         lines.append(f"- layer under test on {b}: `{layer.get('path')}` (sha256 {str(layer.get('sha256'))[:16]})")
         if len(shas) == 1:
-            lines[-1] = f"Layer under test: `{layer.get('path')}` (sha256 {str(layer.get('sha256'))[:16]}), on every backend"
+            lines[-1] = (
+                f"Layer under test: `{layer.get('path')}` (sha256 {str(layer.get('sha256'))[:16]}), on every backend"
+            )
             break
-    lines += ["", "| backend | keras | library | numpy | python | pytest exit | whole suite | numeric | errors |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| backend | keras | library | numpy | python | pytest exit | whole suite | numeric | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for b, info in report["backends"].items():
         v, session = info["versions"], info["session"] or {}
-        lines.append(f"| {b} | {v.get('keras', info['keras'])} | {v.get(b, '?')} | {v.get('numpy', '?')} | "
-                     f"{v.get('python', '?')} | {session.get('exit_status', '?')} | "
-                     f"{'yes' if session.get('complete') else '**no**'} | {info['numeric']} | {info['errors']} |")
+        lines.append(
+            f"| {b} | {v.get('keras', info['keras'])} | {v.get(b, '?')} | {v.get('numpy', '?')} | "
+            f"{v.get('python', '?')} | {session.get('exit_status', '?')} | "
+            f"{'yes' if session.get('complete') else '**no**'} | {info['numeric']} | {info['errors']} |"
+        )
     for b in report["missing"]:
         lines.append(f"| {b} | **no observations** | | | | | | | |")
     lines += [
-        "", "## Summary per dtype", "",
+        "",
+        "## Summary per dtype",
+        "",
         "`err/tol` is the largest ratio of a backend's error against the oracle to that element's tolerance "
         "(at most 1 passes). `relative` is the largest normwise difference between two backends, "
         "max|a - b| / max|b| per row, over elements in the dtype's normal range. `underflow` is the largest "
         "absolute difference between two backends where the oracle value is below the smallest normal "
         "number: XLA flushes those to zero and torch keeps them, so they differ by 100% by design and are "
-        "bounded by the tolerance's underflow floor instead.", "",
+        "bounded by the tolerance's underflow floor instead.",
+        "",
         "| dtype | rows | " + " | ".join(f"err/tol {b}" for b in backends) + " | relative | absolute | underflow |",
         "|---|---|" + "---|" * len(backends) + "---|---|---|",
     ]
     for dtype, s in sorted(report["summary_by_dtype"].items()):
-        lines.append(f"| {dtype} | {s['rows']} | " + " | ".join(f"{s['err_over_tol'].get(b, 0):.2g}" for b in backends)
-                     + f" | {_fmt(s['max_rel'])} | {_fmt(s['max_abs'])} | {_fmt(s['underflow_abs'])} |")
+        lines.append(
+            f"| {dtype} | {s['rows']} | "
+            + " | ".join(f"{s['err_over_tol'].get(b, 0):.2g}" for b in backends)
+            + f" | {_fmt(s['max_rel'])} | {_fmt(s['max_abs'])} | {_fmt(s['underflow_abs'])} |"
+        )
     lines += [
-        "", "## Details", "",
+        "",
+        "## Details",
+        "",
         "Max abs error against the oracle per backend, and max abs difference per pair of backends; "
-        "`tol` is the largest elementwise tolerance of the row.", "",
+        "`tol` is the largest elementwise tolerance of the row.",
+        "",
         "| case / quantity / mode | dtype | tol | " + " | ".join(backends + pairs) + " | ok |",
         "|---|---|---|" + "---|" * (len(backends) + len(pairs)) + "---|",
     ]
@@ -322,13 +374,25 @@ def markdown(report: dict) -> str:
         tol = max((v["max_atol"] for v in row["backends"].values()), default=0.0)
         cells = [_fmt(row["backends"][b]["max_abs"]) if b in row["backends"] else "-" for b in backends]
         cells += [_fmt(row["pairs"][p]["max_abs"]) if p in row["pairs"] else "-" for p in pairs]
-        lines.append(f"| {row['key']} | {row['dtype']} | {_fmt(tol)} | " + " | ".join(cells) + f" | {'yes' if row['ok'] else '**NO**'} |")
-    lines += ["", f"## Upstream behaviour (version set {', '.join(report['version_set'])})", "",
-              "The keras.ops dtypes the layer relies on (conformance/upstream.py) that differ from the pinned "
-              "set's:", ""]
+        lines.append(
+            f"| {row['key']} | {row['dtype']} | {_fmt(tol)} | "
+            + " | ".join(cells)
+            + f" | {'yes' if row['ok'] else '**NO**'} |"
+        )
+    lines += [
+        "",
+        f"## Upstream behaviour (version set {', '.join(report['version_set'])})",
+        "",
+        "The keras.ops dtypes the layer relies on (conformance/upstream.py) that differ from the pinned set's:",
+        "",
+    ]
     lines += [f"- {d}" for d in report["upstream_differences"]] or ["- none"]
     bad_errors = [r for r in report["errors"] if not r["ok"]]
-    lines += ["", f"Error checks: {len(report['errors']) - len(bad_errors)} of {len(report['errors'])} identical to the catalogue on every backend observed."]
+    lines += [
+        "",
+        f"Error checks: {len(report['errors']) - len(bad_errors)} of {len(report['errors'])} identical to the "
+        "catalogue on every backend observed.",
+    ]
     for r in bad_errors:
         lines.append(f"- **{r['key']}**: expected {r['expected']}, observed {r['observed']}")
     lines += ["", f"**Result: {'PASS' if report['ok'] else 'FAIL'}**", ""]
@@ -341,15 +405,19 @@ def summary(report: dict) -> str:
     for b, info in report["backends"].items():
         session = info["session"] or {}
         bad = sum(1 for r in report["rows"] if b in r["backends"] and not r["backends"][b]["ok"])
-        out.append(f"  {b:<11} keras {info['keras']}: pytest exit {session.get('exit_status', '?')}, "
-                   f"{'whole suite' if session.get('complete') else 'SUBSET of the suite'}; {info['numeric']:>4} "
-                   f"numeric rows, {bad} out of tolerance; {info['errors']:>4} error checks")
+        out.append(
+            f"  {b:<11} keras {info['keras']}: pytest exit {session.get('exit_status', '?')}, "
+            f"{'whole suite' if session.get('complete') else 'SUBSET of the suite'}; {info['numeric']:>4} "
+            f"numeric rows, {bad} out of tolerance; {info['errors']:>4} error checks"
+        )
     for b in report["missing"]:
         out.append(f"  {b:<11} MISSING: no observed-{b}.json (run nox -s tests-{b})")
     for dtype, s in sorted(report["summary_by_dtype"].items()):
         worst = max(s["err_over_tol"].values(), default=0.0)
-        out.append(f"  {dtype:<9} {s['rows']:>4} rows: worst err/tol {worst:.2g}; between backends {s['max_rel']:.2g} "
-                   f"relative, {s['underflow_abs']:.2g} absolute in the underflow range")
+        out.append(
+            f"  {dtype:<9} {s['rows']:>4} rows: worst err/tol {worst:.2g}; between backends {s['max_rel']:.2g} "
+            f"relative, {s['underflow_abs']:.2g} absolute in the underflow range"
+        )
     for d in report["upstream_differences"]:
         out.append(f"  upstream: {d}")
     out.append(f"  RESULT: {'PASS' if report['ok'] else 'FAIL'}")

@@ -16,7 +16,7 @@ from keras import ops
 from conformance import backend, cases, target
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def built_layer(dtype: str, x_shape: tuple, context_shape: tuple, context_dtype: str | None = None):
     layer = target.HyperZZWOperator(x_shape[-1], dtype=dtype)
     layer.build([x_shape, context_shape])
@@ -27,7 +27,7 @@ def _forward(layer, x, context, kernel):
     return layer.stateless_call([kernel], [], [x, context])[0]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled_forward(dtype: str, x_shape: tuple, context_shape: tuple, context_dtype: str | None = None):
     layer = built_layer(dtype, x_shape, context_shape, context_dtype)
     _, compile_fn = backend.COMPILERS["jit"]
@@ -57,6 +57,7 @@ def gradients_case(arrays: dict[str, np.ndarray], dtype: str, context_dtype: str
     layer = built_layer(dtype, tuple(x.shape), tuple(context.shape), context_dtype)
 
     if context_dtype is None:
+
         def loss(x, context, kernel):
             return ops.sum(g * _forward(layer, x, context, kernel))
 

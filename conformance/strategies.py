@@ -16,13 +16,16 @@ dims = st.integers(1, 8)
 
 
 @st.composite
-def shape_pairs(draw, min_rank: int = 2, max_rank: int = 4, max_batch: int = 5, min_batch: int = 0,
-                broadcast_batch: bool = True):
+def shape_pairs(
+    draw, min_rank: int = 2, max_rank: int = 4, max_batch: int = 5, min_batch: int = 0, broadcast_batch: bool = True
+):
     """A valid `(x_shape, context_shape)`: context rank 2 or equal to x's, leading dims broadcastable
     (the batch dim too, unless `broadcast_batch` is false)."""
     rank = draw(st.integers(min_rank, max_rank), label="rank")
     input_dim, context_dim = draw(dims, label="input_dim"), draw(dims, label="context_dim")
-    leading = [draw(st.integers(min_batch, max_batch), label="batch")] + [draw(st.integers(1, 4)) for _ in range(rank - 2)]
+    leading = [draw(st.integers(min_batch, max_batch), label="batch")] + [
+        draw(st.integers(1, 4)) for _ in range(rank - 2)
+    ]
     if draw(st.booleans(), label="rank-2 context") or rank == 2:
         context_lead = [leading[0]]
         n = 1
@@ -129,7 +132,10 @@ def user_shape_pairs(draw, budget: int = 20_000, max_rank: int = 5):
                 context_lead[i] = 1
     event(f"rank {rank}, {form}")
     event(f"input_dim {_size_class(input_dim)}, context_dim {_size_class(context_dim)}")
-    event(f"batch {'0' if batch == 0 else '1' if batch == 1 else '2-7' if batch < 8 else '8-16' if batch <= 16 else '17-40'}")
+    event(
+        "batch "
+        + ("0" if batch == 0 else "1" if batch == 1 else "2-7" if batch < 8 else "8-16" if batch <= 16 else "17-40")
+    )
     return tuple(x_lead) + (input_dim,), tuple(context_lead) + (context_dim,)
 
 
@@ -167,6 +173,7 @@ def symbolic_output_shape(x_shape, context_shape) -> tuple:
 
 # --- every rank the contract allows, with adversarial broadcast patterns --------------------------------------
 
+
 def broadcast_runs(x_shape, context_shape) -> int:
     """How many runs of dimensions broadcast alike between x and `context @ kernel` in x's layout (TensorFlow's
     broadcasting kernels handle at most five; the layer must handle any number)."""
@@ -196,7 +203,7 @@ def every_rank_shape_pairs(draw, max_rank: int = 8, budget: int = 3_000):
         room = positions_cap // max(math.prod(leading), 1)
         leading.append(draw(st.integers(2, 3)) if room >= 3 else 2 if room >= 2 else 1)
     x_lead, context_lead = list(leading), list(leading)
-    for i, n in enumerate(leading):
+    for i in range(len(leading)):
         side = {"alternating": ("x1", "c1")[i % 2], "alternating, shifted": ("c1", "x1")[i % 2]}.get(pattern)
         side = side or draw(st.sampled_from(["both", "x1", "c1"]))
         if side == "x1":
@@ -217,21 +224,30 @@ def every_rank_shape_pairs(draw, max_rank: int = 8, budget: int = 3_000):
 # Keras's initializer families: (class name, config strategy, random?). Variance scaling in each mode and
 # distribution (fan-in and fan-out differ whenever context_dim != input_dim), the named glorot/he/lecun
 # forms, plain random ones, orthogonal, and the deterministic ones.
-_VARIANCE = st.fixed_dictionaries({
-    "scale": st.sampled_from([0.5, 1.0, 2.0]),
-    "mode": st.sampled_from(["fan_in", "fan_out", "fan_avg"]),
-    "distribution": st.sampled_from(["truncated_normal", "untruncated_normal", "uniform"]),
-})
+_VARIANCE = st.fixed_dictionaries(
+    {
+        "scale": st.sampled_from([0.5, 1.0, 2.0]),
+        "mode": st.sampled_from(["fan_in", "fan_out", "fan_avg"]),
+        "distribution": st.sampled_from(["truncated_normal", "untruncated_normal", "uniform"]),
+    }
+)
 INITIALIZERS = {
     "VarianceScaling": (_VARIANCE, True),
-    "GlorotUniform": (st.just({}), True), "GlorotNormal": (st.just({}), True),
-    "HeUniform": (st.just({}), True), "HeNormal": (st.just({}), True),
-    "LecunUniform": (st.just({}), True), "LecunNormal": (st.just({}), True),
-    "RandomNormal": (st.fixed_dictionaries({"mean": st.sampled_from([0.0, 1.0]), "stddev": st.sampled_from([0.05, 1.0])}), True),
+    "GlorotUniform": (st.just({}), True),
+    "GlorotNormal": (st.just({}), True),
+    "HeUniform": (st.just({}), True),
+    "HeNormal": (st.just({}), True),
+    "LecunUniform": (st.just({}), True),
+    "LecunNormal": (st.just({}), True),
+    "RandomNormal": (
+        st.fixed_dictionaries({"mean": st.sampled_from([0.0, 1.0]), "stddev": st.sampled_from([0.05, 1.0])}),
+        True,
+    ),
     "RandomUniform": (st.fixed_dictionaries({"minval": st.just(-2.0), "maxval": st.sampled_from([0.5, 3.0])}), True),
     "TruncatedNormal": (st.fixed_dictionaries({"stddev": st.sampled_from([0.05, 1.0])}), True),
     "Orthogonal": (st.fixed_dictionaries({"gain": st.sampled_from([1.0, 0.5])}), True),
-    "Zeros": (st.just({}), False), "Ones": (st.just({}), False),
+    "Zeros": (st.just({}), False),
+    "Ones": (st.just({}), False),
     "Constant": (st.fixed_dictionaries({"value": st.sampled_from([0.25, -3.0])}), False),
     "Identity": (st.fixed_dictionaries({"gain": st.sampled_from([1.0, 2.0])}), False),
 }
@@ -244,8 +260,14 @@ CONSTRAINTS = {
     "NonNeg": st.just({}),
     "MaxNorm": st.fixed_dictionaries({"max_value": st.sampled_from([0.5, 2.0]), "axis": st.just(0)}),
     "UnitNorm": st.fixed_dictionaries({"axis": st.just(0)}),
-    "MinMaxNorm": st.fixed_dictionaries({"min_value": st.just(0.5), "max_value": st.sampled_from([1.0, 2.0]),
-                                         "rate": st.sampled_from([1.0, 0.5]), "axis": st.just(0)}),
+    "MinMaxNorm": st.fixed_dictionaries(
+        {
+            "min_value": st.just(0.5),
+            "max_value": st.sampled_from([1.0, 2.0]),
+            "rate": st.sampled_from([1.0, 0.5]),
+            "axis": st.just(0),
+        }
+    ),
 }
 
 

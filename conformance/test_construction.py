@@ -80,6 +80,7 @@ def test_initializer_regularizer_constraint_are_used():
 
 def test_default_layers_draw_fresh_kernels_that_the_global_seed_reproduces():
     """Unseeded (the default), every layer draws its own kernel; keras.utils.set_random_seed reproduces them."""
+
     def kernel():
         layer = HyperZZWOperator(6)
         layer.build([(None, 6), (None, 3)])

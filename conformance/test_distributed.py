@@ -70,7 +70,12 @@ def run(tmp_path_factory):
     # Its own process group, so a hung run is killed with every rank it spawned.
     proc = subprocess.Popen(
         [sys.executable, "-m", "conformance.distributed", str(out)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         log, _ = proc.communicate(timeout=TIMEOUT)
@@ -91,7 +96,9 @@ def run(tmp_path_factory):
 def _expected(case: cases.Case, data: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     x, context, kernel, g = data["x"], data["context"], data["kernel"], data["cotangent"]
     out_atol = tolerance.forward_atol(x, context, kernel, case.dtype, backend.NAME)
-    atols = dict(zip(("dx", "dcontext", "dkernel"), tolerance.gradient_atols(x, context, kernel, g, case.dtype, backend.NAME)))
+    atols = dict(
+        zip(("dx", "dcontext", "dkernel"), tolerance.gradient_atols(x, context, kernel, g, case.dtype, backend.NAME))
+    )
     expected = {"output": (data["output"], out_atol), "output-predict": (data["output"], out_atol)}
     expected.update({name: (data[name], atols[name]) for name in ("dx", "dcontext", "dkernel") if name in data})
     return expected
@@ -145,9 +152,19 @@ def test_sgd_steps_match_the_oracle(run, config):
     data = golden.load_npz("training.npz")
     steps = distributed.STEPS
     where = f"training {config}"
-    assertions.assert_close(results[f"{config}/training/losses"], data["losses"][:steps], data["loss_atol"][:steps], where, what="loss")
-    assertions.assert_close(results[f"{config}/training/kernels"], data["kernels"][1 : steps + 1], data["kernel_atol"][:steps], where, what="hyper_kernel")
-    assertions.assert_close(results[f"{config}/training/ws"], data["ws"][1 : steps + 1], data["w_atol"][:steps], where, what="Dense kernel")
+    assertions.assert_close(
+        results[f"{config}/training/losses"], data["losses"][:steps], data["loss_atol"][:steps], where, what="loss"
+    )
+    assertions.assert_close(
+        results[f"{config}/training/kernels"],
+        data["kernels"][1 : steps + 1],
+        data["kernel_atol"][:steps],
+        where,
+        what="hyper_kernel",
+    )
+    assertions.assert_close(
+        results[f"{config}/training/ws"], data["ws"][1 : steps + 1], data["w_atol"][:steps], where, what="Dense kernel"
+    )
 
 
 EXPECTED_LAYOUT = {
@@ -164,7 +181,9 @@ def test_save_and_load_between_distributed_and_one_device(run, config, where):
     results, _ = run
     case = cases.by_id("rank2-float32")
     data = golden.load_case(case)
-    np.testing.assert_array_equal(results[f"{config}/saved/kernel-{where}"], data["kernel"], err_msg=f"{config} {where}")
+    np.testing.assert_array_equal(
+        results[f"{config}/saved/kernel-{where}"], data["kernel"], err_msg=f"{config} {where}"
+    )
     expected, atol = _expected(case, data)["output"]
     assertions.assert_close(results[f"{config}/saved/output-{where}"], expected, atol, f"{case.id} {config} {where}")
     layout = f"{config}/saved/kernel-layout-{where}"
@@ -182,7 +201,9 @@ def test_uneven_batch_matches_the_oracle(run):
         pytest.xfail(KNOWN_GAPS[f"{key}/uneven-batch"])
     case = cases.by_id("batch-large")
     expected, atol = _expected(case, golden.load_case(case))["output"]
-    assertions.assert_close(results[f"{key}/uneven-batch/output-predict"], expected, atol, f"{case.id} {key} batches of 255")
+    assertions.assert_close(
+        results[f"{key}/uneven-batch/output-predict"], expected, atol, f"{case.id} {key} batches of 255"
+    )
 
 
 def _reference(rest: str):

@@ -49,7 +49,7 @@ def _printed(out, label):
     """The shape printed after `label` in the example's output."""
     lines = [line for line in out.splitlines() if line.startswith(label)]
     assert len(lines) == 1, f"expected one line starting {label!r} in the example's output, got:\n{out}"
-    return _ints(lines[0][len(label):])
+    return _ints(lines[0][len(label) :])
 
 
 def _zzw_layers(model):

@@ -31,6 +31,7 @@ FORMATS = {
     "torch": ("tf_saved_model", "onnx", "openvino", "litert", "torch"),
 }[backend.NAME]
 
+
 # Format -> (reason, the exception it fails with). Strict xfails: each turns red when it starts working.
 def _openvino_conversion_failure() -> type:
     try:
@@ -134,8 +135,11 @@ def _export_options(fmt: str) -> dict:
 
 
 RUNTIMES = {
-    "tf_saved_model": _run_tf_saved_model, "onnx": _run_onnx, "openvino": _run_openvino,
-    "litert": _run_litert, "torch": _run_torch,
+    "tf_saved_model": _run_tf_saved_model,
+    "onnx": _run_onnx,
+    "openvino": _run_openvino,
+    "litert": _run_litert,
+    "torch": _run_torch,
 }
 
 

@@ -16,7 +16,9 @@ import pytest
 
 from conformance import cases, golden
 
-_spec = importlib.util.spec_from_file_location("regenerate_golden", Path(__file__).resolve().parents[1] / "scripts" / "regenerate_golden.py")
+_spec = importlib.util.spec_from_file_location(
+    "regenerate_golden", Path(__file__).resolve().parents[1] / "scripts" / "regenerate_golden.py"
+)
 regenerate_golden = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(regenerate_golden)
 
@@ -29,7 +31,8 @@ def golden_manifest():
 def test_fixtures_are_intact_and_current(golden_manifest):
     state, problems = golden.status(*golden.build())
     assert (state, problems) == ("current", []), (
-        f"golden/ is {state}; {golden.RESTORE if state == 'damaged' else golden.REGENERATE}")
+        f"golden/ is {state}; {golden.RESTORE if state == 'damaged' else golden.REGENERATE}"
+    )
 
 
 def test_every_case_and_keras_file_has_a_checksum(golden_manifest):
@@ -62,7 +65,9 @@ def golden_copy(tmp_path, monkeypatch):
 def test_a_corrupted_file_is_named_with_the_fix(golden_copy):
     path = golden_copy / "cases" / "rank2-float32.npz"
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
-    with pytest.raises(golden.GoldenError, match=r"rank2-float32\.npz is damaged: checksum mismatch.*git checkout -- golden/"):
+    with pytest.raises(
+        golden.GoldenError, match=r"rank2-float32\.npz is damaged: checksum mismatch.*git checkout -- golden/"
+    ):
         golden.load_case(cases.by_id("rank2-float32"))
 
 
@@ -74,7 +79,9 @@ def test_a_missing_file_is_named_with_the_fix(golden_copy):
 
 def test_a_changed_catalogue_is_detected(golden_copy, monkeypatch):
     monkeypatch.setattr(cases, "catalogue_hash", lambda: "0" * 64)
-    with pytest.raises(golden.GoldenError, match=r"is stale: the case catalogue .* changed.*Regenerate with: nox -t golden"):
+    with pytest.raises(
+        golden.GoldenError, match=r"is stale: the case catalogue .* changed.*Regenerate with: nox -t golden"
+    ):
         golden.check_catalogue()
 
 
@@ -83,7 +90,9 @@ def test_regeneration_reports_numeric_drift(golden_copy):
     files, manifest = golden.build()
     case = cases.by_id("rank2-float64")
     arrays = golden.compute_case(case)
-    arrays["output"] = arrays["output"] + np.where(np.arange(arrays["output"].size).reshape(arrays["output"].shape) == 3, 1e-3, 0)
+    arrays["output"] = arrays["output"] + np.where(
+        np.arange(arrays["output"].size).reshape(arrays["output"].shape) == 3, 1e-3, 0
+    )
     (golden_copy / "cases" / f"{case.id}.npz").write_bytes(golden.npz_bytes(golden.carriers(case, arrays)))
     lines = golden.differences(files, manifest)
     assert len(lines) == 1 and lines[0].startswith("changed  cases/rank2-float64.npz: output: 1 values differ")
@@ -142,7 +151,9 @@ def _rezipped(data: bytes, edit) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(data)) as old, zipfile.ZipFile(out, "w") as new:
         for info in old.infolist():
-            new.writestr(zipfile.ZipInfo(info.filename, date_time=(2030, 6, 1, 12, 0, 0)), edit(info.filename, old.read(info)))
+            new.writestr(
+                zipfile.ZipInfo(info.filename, date_time=(2030, 6, 1, 12, 0, 0)), edit(info.filename, old.read(info))
+            )
     return out.getvalue()
 
 

@@ -32,7 +32,12 @@ def _masks(case, seed=0):
     _, x_shape, context_shape, x_mask_shape, context_mask_shape = case
     rng = np.random.default_rng(seed)
     draw = lambda shape: None if shape is None else rng.random(shape) < 0.6  # noqa: E731
-    return rng.standard_normal(x_shape), rng.standard_normal(context_shape), draw(x_mask_shape), draw(context_mask_shape)
+    return (
+        rng.standard_normal(x_shape),
+        rng.standard_normal(context_shape),
+        draw(x_mask_shape),
+        draw(context_mask_shape),
+    )
 
 
 def _expected(case, x_mask, context_mask):
@@ -99,7 +104,9 @@ class _MaskAsFloat(keras.layers.Layer):
         return None
 
 
-@pytest.mark.parametrize("case", [c for c in MASK_CASES if c[3] is not None and len(c[3]) == len(c[1]) - 1], ids=lambda c: c[0])
+@pytest.mark.parametrize(
+    "case", [c for c in MASK_CASES if c[3] is not None and len(c[3]) == len(c[1]) - 1], ids=lambda c: c[0]
+)
 def test_masks_flow_through_a_functional_model(case):
     """Masks made by `keras.layers.Masking` (a position is masked when all its features are 0) reach the
     layer symbolically, and the model's run-time mask is the oracle's."""

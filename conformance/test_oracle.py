@@ -76,8 +76,10 @@ def _fraction_forward(x, context, kernel):
     """The definition in Fraction arithmetic, for a rank-2 x and context."""
     batch, input_dim = x.shape
     return [
-        [Fraction(x[b, i]) * sum(Fraction(context[b, k]) * Fraction(kernel[k, i]) for k in range(kernel.shape[0]))
-         for i in range(input_dim)]
+        [
+            Fraction(x[b, i]) * sum(Fraction(context[b, k]) * Fraction(kernel[k, i]) for k in range(kernel.shape[0]))
+            for i in range(input_dim)
+        ]
         for b in range(batch)
     ]
 
@@ -93,12 +95,22 @@ finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, allow_subno
 
 @settings(max_examples=60, derandomize=True, deadline=None)
 @given(
-    batch=st.integers(1, 4), input_dim=st.integers(1, 4), context_dim=st.integers(1, 5),
-    dtype=st.sampled_from(cases.FLOAT_DTYPES), data=st.data(),
+    batch=st.integers(1, 4),
+    input_dim=st.integers(1, 4),
+    context_dim=st.integers(1, 5),
+    dtype=st.sampled_from(cases.FLOAT_DTYPES),
+    data=st.data(),
 )
 def test_forward_and_gradients_equal_fraction_arithmetic(batch, input_dim, context_dim, dtype, data):
-    draw = lambda shape: np.array(data.draw(st.lists(finite, min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))).reshape(shape)  # noqa: E731
-    x, context, kernel, g = draw((batch, input_dim)), draw((batch, context_dim)), draw((context_dim, input_dim)), draw((batch, input_dim))
+    draw = lambda shape: np.array(  # noqa: E731
+        data.draw(st.lists(finite, min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
+    ).reshape(shape)  # noqa: E731
+    x, context, kernel, g = (
+        draw((batch, input_dim)),
+        draw((batch, context_dim)),
+        draw((context_dim, input_dim)),
+        draw((batch, input_dim)),
+    )
     out = oracle.forward(x, context, kernel, dtype)
     exact = _fraction_forward(x, context, kernel)
     expected = [[_fraction_round(v, dtype) for v in row] for row in exact]
@@ -108,10 +120,14 @@ def test_forward_and_gradients_equal_fraction_arithmetic(batch, input_dim, conte
     X, C, K, G = fx(x), fx(context), fx(kernel), fx(g)
     w = [[sum(C[b][k] * K[k][i] for k in range(context_dim)) for i in range(input_dim)] for b in range(batch)]
     exp_dx = [[_fraction_round(G[b][i] * w[b][i], dtype) for i in range(input_dim)] for b in range(batch)]
-    exp_dc = [[_fraction_round(sum(G[b][i] * X[b][i] * K[k][i] for i in range(input_dim)), dtype)
-               for k in range(context_dim)] for b in range(batch)]
-    exp_dk = [[_fraction_round(sum(C[b][k] * G[b][i] * X[b][i] for b in range(batch)), dtype)
-               for i in range(input_dim)] for k in range(context_dim)]
+    exp_dc = [
+        [_fraction_round(sum(G[b][i] * X[b][i] * K[k][i] for i in range(input_dim)), dtype) for k in range(context_dim)]
+        for b in range(batch)
+    ]
+    exp_dk = [
+        [_fraction_round(sum(C[b][k] * G[b][i] * X[b][i] for b in range(batch)), dtype) for i in range(input_dim)]
+        for k in range(context_dim)
+    ]
     for got, want in ((dx, exp_dx), (dc, exp_dc), (dk, exp_dk)):
         np.testing.assert_array_equal(np.abs(got), np.abs(want))
 
@@ -229,8 +245,13 @@ def _digest_in_subprocess(coretype: str | None, threads: int) -> subprocess.Pope
     if coretype:
         env["OPENBLAS_CORETYPE"] = coretype
     env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
-    return subprocess.Popen([sys.executable, "-c", _DIGEST.format(root=str(ROOT))], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _DIGEST.format(root=str(ROOT))],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _has_avx512() -> bool:

@@ -12,7 +12,6 @@ import os
 import keras
 import numpy as np
 import pytest
-
 from hypothesis import assume, event, example, given, note, settings
 from hypothesis import strategies as st
 
@@ -89,7 +88,8 @@ def test_invalid_shapes_raise_the_documented_error(bad, symbolic):
     expected = {
         "x last dim": f"`HyperZZWOperator` expects the last dimension of `x` to be input_dim={input_dim}. {received}",
         "x rank": f"`HyperZZWOperator` expects `x` to have rank >= 2, (batch_size, ..., input_dim). {received}",
-        "context rank": f"`HyperZZWOperator` expects `context` to have rank 2 or the rank of `x` ({len(x_shape)}). {received}",
+        "context rank": "`HyperZZWOperator` expects `context` to have rank 2 or the rank of `x` "
+        f"({len(x_shape)}). {received}",
         "leading dims": "`HyperZZWOperator` expects the leading dimensions of `x` and `context` to be "
         f"broadcast-compatible. {received}",
     }[what]
@@ -124,11 +124,17 @@ def test_scaling_by_a_power_of_two_scales_the_output_exactly(pair, dtype, expone
     x = data.draw(strategies.values(x_shape, dtype, smallest=0.125), label="x")
     context = data.draw(strategies.values(context_shape, dtype, smallest=0.125), label="context")
     a = 2.0**exponent
-    products = [context[..., :, None] * kernel, oracle.forward(np.ones_like(x), context, kernel), oracle.forward(x, context, kernel)]
+    products = [
+        context[..., :, None] * kernel,
+        oracle.forward(np.ones_like(x), context, kernel),
+        oracle.forward(x, context, kernel),
+    ]
     smallest = min((np.min(np.abs(p[p != 0])) for p in products if np.any(p != 0)), default=np.inf)
     assume(smallest * min(a, 1.0) >= 8 * tolerance.TINY[dtype])
     base = backend.to_numpy(_call(layer, x, context, dtype))
-    scaled = backend.to_numpy(_call(layer, x, a * context, dtype) if scale_context else _call(layer, a * x, context, dtype))
+    scaled = backend.to_numpy(
+        _call(layer, x, a * context, dtype) if scale_context else _call(layer, a * x, context, dtype)
+    )
     np.testing.assert_array_equal(scaled, a * base)
 
 
@@ -267,8 +273,10 @@ def _outputs_and_gradients_match(pair, policy, kind, mode, seed) -> bool:
     grads = dict(zip(differentiable, grads))
     assertions.assert_dtype(backend.dtype_of(out), compute, what)
     assertions.assert_close(
-        backend.to_numpy(out), oracle.forward(x, context, kernel, compute),
-        tolerance.forward_atol(x, context, kernel, compute, backend.NAME), what,
+        backend.to_numpy(out),
+        oracle.forward(x, context, kernel, compute),
+        tolerance.forward_atol(x, context, kernel, compute, backend.NAME),
+        what,
     )
     expected = oracle.gradients(x, context, kernel, g, compute)
     atols = tolerance.gradient_atols(x, context, kernel, g, compute, backend.NAME)
@@ -292,11 +300,14 @@ def test_symbolic_shapes_with_unknown_dims(pair, policy, context_dtype, data):
     context_dim."""
     x_shape, context_shape = pair
     x_mask = data.draw(st.lists(st.booleans(), min_size=len(x_shape) - 1, max_size=len(x_shape) - 1), label="x unknown")
-    c_mask = data.draw(st.lists(st.booleans(), min_size=len(context_shape) - 1, max_size=len(context_shape) - 1), label="context unknown")
+    c_mask = data.draw(
+        st.lists(st.booleans(), min_size=len(context_shape) - 1, max_size=len(context_shape) - 1),
+        label="context unknown",
+    )
     xs, cs = strategies.symbolic(x_shape, x_mask), strategies.symbolic(context_shape, c_mask)
     event(f"unknown dims: {sum(x_mask) + sum(c_mask)}")
     # Rare in small `ci` runs; test_shapes.py's PARTLY_UNKNOWN table always holds both.
-    for a, b in zip(xs[:len(cs) - 1], cs[:-1]):
+    for a, b in zip(xs[: len(cs) - 1], cs[:-1]):
         if a is None and b == 1:
             event("an unknown dim of x against the context's 1")
         elif a == 1 and b is None:
@@ -326,7 +337,9 @@ def _constraint_oracle(name: str, config: dict, u: np.ndarray) -> np.ndarray:
     if name == "MaxNorm":
         desired = np.clip(norms, 0, config["max_value"])
     else:  # MinMaxNorm
-        desired = config["rate"] * np.clip(norms, config["min_value"], config["max_value"]) + (1 - config["rate"]) * norms
+        desired = (
+            config["rate"] * np.clip(norms, config["min_value"], config["max_value"]) + (1 - config["rate"]) * norms
+        )
     return u * desired / (eps + norms)
 
 
@@ -345,7 +358,8 @@ def test_constructor_arguments_reach_the_kernel_the_loss_and_the_update(family, 
 
     def make():
         return HyperZZWOperator(
-            x_shape[-1], context_dim=shape[0] if args["explicit_context_dim"] else None,
+            x_shape[-1],
+            context_dim=shape[0] if args["explicit_context_dim"] else None,
             kernel_initializer=_keras_object(keras.initializers, args["initializer"]),
             kernel_regularizer=_keras_object(keras.regularizers, args["regularizer"]),
             kernel_constraint=_keras_object(keras.constraints, args["constraint"]),
@@ -364,9 +378,13 @@ def test_constructor_arguments_reach_the_kernel_the_loss_and_the_update(family, 
         want = backend.to_numpy(_keras_object(keras.initializers, args["initializer"])(shape, dtype="float32"))
         np.testing.assert_array_equal(kernel, want, err_msg=what)
     else:
-        assert kernel.size < 2 or not np.array_equal(kernel_of(make()), kernel), f"{what}: two fresh layers drew the same kernel"
+        assert kernel.size < 2 or not np.array_equal(kernel_of(make()), kernel), (
+            f"{what}: two fresh layers drew the same kernel"
+        )
         keras.utils.set_random_seed(seed)
-        np.testing.assert_array_equal(kernel_of(make()), kernel, err_msg=f"{what}: set_random_seed does not reproduce it")
+        np.testing.assert_array_equal(
+            kernel_of(make()), kernel, err_msg=f"{what}: set_random_seed does not reproduce it"
+        )
     # The configuration round-trips.
     assert HyperZZWOperator.from_config(layer.get_config()).get_config() == layer.get_config()
 
@@ -374,8 +392,12 @@ def test_constructor_arguments_reach_the_kernel_the_loss_and_the_update(family, 
     x = strategies.random_values(seed, x_shape, "float32")
     context = strategies.random_values(seed + 1, context_shape, "float32")
     out = _call(layer, x, context, "float32")
-    assertions.assert_close(backend.to_numpy(out), oracle.forward(x, context, kernel, "float32"),
-                            tolerance.forward_atol(x, context, kernel, "float32", backend.NAME), what)
+    assertions.assert_close(
+        backend.to_numpy(out),
+        oracle.forward(x, context, kernel, "float32"),
+        tolerance.forward_atol(x, context, kernel, "float32", backend.NAME),
+        what,
+    )
 
     if args["regularizer"]:
         factors = args["regularizer"][1]
@@ -393,7 +415,9 @@ def test_constructor_arguments_reach_the_kernel_the_loss_and_the_update(family, 
         # update k - 4 is exact in float32, so the constraint is all that shapes the result.
         start = rng.integers(-512, 513, shape) / 512.0
         layer.hyper_kernel.assign(backend.tensor(start, "float32"))
-        keras.optimizers.SGD(learning_rate=1.0).apply([backend.tensor(np.full(shape, 4.0), "float32")], [layer.hyper_kernel])
+        keras.optimizers.SGD(learning_rate=1.0).apply(
+            [backend.tensor(np.full(shape, 4.0), "float32")], [layer.hyper_kernel]
+        )
         want = _constraint_oracle(*args["constraint"], start - 4.0)
         # A norm over context_dim terms and one scaling: gamma(context_dim + 4) relative, per element.
         atol = tolerance.gamma(shape[0] + 4, "float32") * np.abs(want) + tolerance.TINY["float32"]
@@ -432,6 +456,9 @@ def test_values_across_the_dtype_range(dtype, pair, where, offsets, seed, data):
     layer.build([x_shape, context_shape])
     layer.hyper_kernel.assign(backend.tensor(kernel, dtype))
     out = backend.to_numpy(_call(layer, x, context, dtype))
-    assertions.assert_close(out, oracle.forward(x, context, kernel, dtype),
-                            tolerance.forward_atol(x, context, kernel, dtype, backend.NAME),
-                            f"{x_shape}/{context_shape}/{dtype} 2**({ex}, {ec}, {ek})")
+    assertions.assert_close(
+        out,
+        oracle.forward(x, context, kernel, dtype),
+        tolerance.forward_atol(x, context, kernel, dtype, backend.NAME),
+        f"{x_shape}/{context_shape}/{dtype} 2**({ex}, {ec}, {ek})",
+    )

@@ -95,9 +95,17 @@ def test_golden_keras_file_from_each_backend(saved_by, tmp_path, golden_manifest
         assert "config.json" in archive.namelist()
         written_by = json.loads(archive.read("metadata.json"))["keras_version"]
     if _release(keras.__version__) < _release(written_by):
-        request.applymarker(pytest.mark.xfail(raises=TypeError, strict=True, reason=(
-            f"Keras {keras.__version__} cannot read a .keras file written by Keras {written_by}: GlorotUniform's "
-            "config now holds input_axes/output_axes")))
+        request.applymarker(
+            pytest.mark.xfail(
+                raises=TypeError,
+                strict=True,
+                reason=(
+                    f"Keras {keras.__version__} cannot read a .keras file written by Keras {written_by}: "
+                    "GlorotUniform's "
+                    "config now holds input_axes/output_axes"
+                ),
+            )
+        )
     (tmp_path / "model.keras").write_bytes(data)
     model = keras.saving.load_model(tmp_path / "model.keras")
     case = cases.by_id(golden.KERAS_CASE)
@@ -161,5 +169,6 @@ def test_weights_saved_by_each_backend_load_here(saved_by, tmp_path, golden_mani
         (tmp_path / "m.weights.h5").write_bytes(archive.read("model.weights.h5"))
     model = _fresh_model()
     model.load_weights(tmp_path / "m.weights.h5")
-    _check_golden_model(model, observer, f"weights-file-{saved_by}/output/eager", golden_manifest,
-                        f".weights.h5 written on {saved_by}")
+    _check_golden_model(
+        model, observer, f"weights-file-{saved_by}/output/eager", golden_manifest, f".weights.h5 written on {saved_by}"
+    )

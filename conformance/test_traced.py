@@ -72,7 +72,9 @@ def test_traced_with_unknown_dims_matches_the_oracle(x_spec, c_spec, case_id, mo
 
 
 @pytest.mark.xfail(
-    backend.NAME == "jax", raises=TypeError, strict=True,
+    backend.NAME == "jax",
+    raises=TypeError,
+    strict=True,
     reason="JAX's own broadcasting cannot broadcast a symbolic size against a known size > 1 (jax 0.10.2: "
     "`TypeError: mul got incompatible shapes for broadcasting: (b, t, 16), (b, 6, 16)`); the layer accepts "
     "the pair (a symbolic size is unknown, not a size that differs from 6), so the error is JAX's, not a "
@@ -96,7 +98,11 @@ BAD = [
     (("b", 16), ("b", 8), "`HyperZZWOperator` expects the last dimension of `x` to be input_dim=32."),
     (("b", 32), ("b", 5), "`HyperZZWOperator` expects the last dimension of `context` to be context_dim=8."),
     (("b", "t", 32), ("b", 3, 2, 8), "`HyperZZWOperator` expects `context` to have rank 2 or the rank of `x` (3)."),
-    (("b", 2, 32), ("b", 3, 8), "`HyperZZWOperator` expects the leading dimensions of `x` and `context` to be broadcast-compatible."),
+    (
+        ("b", 2, 32),
+        ("b", 3, 8),
+        "`HyperZZWOperator` expects the leading dimensions of `x` and `context` to be broadcast-compatible.",
+    ),
 ]
 
 

@@ -31,6 +31,8 @@ def test_sgd_steps_match_the_oracle(jit_compile, golden_manifest, observer):
 
     where = f"training {mode}"
     assertions.assert_close(losses, data["losses"], data["loss_atol"], where, what="loss before each step")
-    assertions.assert_close(kernels, data["kernels"][1:], data["kernel_atol"], where, what="hyper_kernel after each step")
+    assertions.assert_close(
+        kernels, data["kernels"][1:], data["kernel_atol"], where, what="hyper_kernel after each step"
+    )
     assertions.assert_close(ws, data["ws"][1:], data["w_atol"], where, what="Dense kernel after each step")
     assert data["losses"][-1] < data["losses"][0] / 2, f"the reference run should learn: {data['losses'].tolist()}"

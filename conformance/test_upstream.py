@@ -15,8 +15,10 @@ def test_keras_op_dtype_is_the_one_the_layer_relies_on(probe_id, observer):
     want, reference = upstream.expected(backend.NAME, keras.__version__, probe_id)
     versions = f"keras {keras.__version__}, {backend.NAME} {backend.LIBRARY_VERSION}"
     if reference and got != want:
-        pytest.fail(f"{probe_id} on {backend.NAME} gives {got} ({versions}); the layer works around it giving "
-                    f"{want}: {reference}. The workaround can go (or must change): update upstream.DEVIATIONS.")
+        pytest.fail(
+            f"{probe_id} on {backend.NAME} gives {got} ({versions}); the layer works around it giving "
+            f"{want}: {reference}. The workaround can go (or must change): update upstream.DEVIATIONS."
+        )
     assert got == want, f"keras.ops {probe_id} on {backend.NAME} gives {got}, expected {want} ({versions})"
 
 

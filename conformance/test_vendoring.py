@@ -11,6 +11,7 @@ top-level module. Everything else (the header, `check`, the CLI) needs no keras 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import subprocess
@@ -19,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-import importlib.util
-
 # The vendoring tool is one standard-library script (a user tool, not part of the suite): imported by its path.
-_SPEC = importlib.util.spec_from_file_location("vendoring", Path(__file__).resolve().parent.parent / "scripts" / "vendor.py")
+_SPEC = importlib.util.spec_from_file_location(
+    "vendoring", Path(__file__).resolve().parent.parent / "scripts" / "vendor.py"
+)
 vendoring = importlib.util.module_from_spec(_SPEC)
 sys.modules[_SPEC.name] = vendoring  # dataclasses look their module up in sys.modules
 _SPEC.loader.exec_module(vendoring)
@@ -34,7 +35,7 @@ SUBPROCESS_TIMEOUT = 600
 
 # Run in each subprocess: `python child.py CONFIG.json`. Writes {check: {"ok": bool, "detail": str}} to
 # config["out"]; a check that cannot run because an earlier one failed is reported as failed, saying why.
-CHILD = r'''
+CHILD = r"""
 import sys
 
 sys.modules["hyperzzw"] = None  # the installed package must not be importable: only the vendored copy is
@@ -143,7 +144,7 @@ run("roundtrip", roundtrip, needs=["smoke"])
 if config["check_target"]:
     run("target", target)
 Path(config["out"]).write_text(json.dumps(results))
-'''
+"""
 
 SCENARIOS = {
     # The copy inside a package, as a downstream project vendors it; also the suite's target pointed at it.
@@ -335,6 +336,7 @@ def test_check_reports_a_stale_copy(tmp_path):
     message = str(raised.value)
     assert raised.value.kinds == ("stale",)
     assert "is stale" in message and "modified" not in message
+    assert "CHANGELOG.md" in message  # what the newer layer changed
     current = VERSION
     assert f"vendored from hyperzzw 0.0.1-old (sha256 {vendoring.sha256(old.read_bytes())[:12]})" in message
     assert f"now hyperzzw {current} (sha256 {vendoring.sha256(SOURCE.read_bytes())[:12]})" in message

@@ -49,7 +49,7 @@ import numpy as np
 from conformance import cases, oracle
 
 # eps: the distance from 1.0 to the next larger value of each dtype (2 ** -mantissa_bits).
-EPS = {name: 2.0 ** -mantissa for name, (mantissa, _, _) in oracle.FORMATS.items()}
+EPS = {name: 2.0**-mantissa for name, (mantissa, _, _) in oracle.FORMATS.items()}
 UNIT_ROUNDOFF = {name: eps / 2 for name, eps in EPS.items()}
 # The smallest positive normal value of each dtype.
 TINY = {name: 2.0**min_exp for name, (_, min_exp, _) in oracle.FORMATS.items()}
@@ -106,7 +106,7 @@ def _seq_sum(a: np.ndarray, axes: tuple) -> np.ndarray:
     if not axes:
         return a
     moved = np.moveaxis(a, axes, tuple(range(len(axes))))
-    flat = moved.reshape((math.prod(moved.shape[: len(axes)]),) + moved.shape[len(axes):])
+    flat = moved.reshape((math.prod(moved.shape[: len(axes)]),) + moved.shape[len(axes) :])
     total = np.add.accumulate(flat, axis=0)[-1] if flat.shape[0] else np.zeros(flat.shape[1:])
     keep = [1 if i in axes else n for i, n in enumerate(a.shape)]
     return total.reshape(keep)

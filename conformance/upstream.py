@@ -30,12 +30,17 @@ def _release(version: str) -> tuple[int, int]:
 # Each is the reason for a line of the layer: matmul -> einsum for float64, multiply -> einsum for float64.
 DEVIATIONS = {
     ("torch", "matmul", "float64"): (
-        "float32", (3, 0), "keras.ops.matmul on torch promotes 64-bit dtypes to 32-bit (the layer projects "
-        "float64 by einsum)"),
+        "float32",
+        (3, 0),
+        "keras.ops.matmul on torch promotes 64-bit dtypes to 32-bit (the layer projects float64 by einsum)",
+    ),
     ("torch", "multiply", "float64"): (
-        "float32", (3, 16), "keras-team/keras#23225 (add/multiply go through result_type, which maps 64-bit to "
+        "float32",
+        (3, 16),
+        "keras-team/keras#23225 (add/multiply go through result_type, which maps 64-bit to "
         "32-bit on torch), reported as keras-team/keras#23704 (the layer multiplies float64 by einsum where "
-        "multiply does this)"),
+        "multiply does this)",
+    ),
 }
 
 

@@ -63,10 +63,7 @@ def _check_dim(name, value):
             as_int = None
         if as_int is not None and as_int > 0:
             return as_int
-    raise _error(
-        f"Received an invalid value for `{name}`, expected a positive integer. "
-        f"Received: {name}={value!r}"
-    )
+    raise _error(f"Received an invalid value for `{name}`, expected a positive integer. Received: {name}={value!r}")
 
 
 def _fmt_shape(shape):
@@ -144,11 +141,7 @@ def _static_shape(tensor):
 
 def _split(inputs, shapes):
     """Returns `(x, context)` from `[x, context]` (shapes in `build`, tensors in `call`), or raises."""
-    if (
-        isinstance(inputs, (list, tuple))
-        and len(inputs) == 2
-        and not (shapes and _is_shape(inputs))
-    ):
+    if isinstance(inputs, (list, tuple)) and len(inputs) == 2 and not (shapes and _is_shape(inputs)):
         return inputs[0], inputs[1]
     raise _error(
         f"`{_NAME}` expects its inputs to be a list or tuple of two tensors, [x, context]. "

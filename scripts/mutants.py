@@ -44,10 +44,24 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             run = subprocess.run(
                 # test_traced.py by name: a plain `pytest conformance` leaves it out (see conftest.py)
-                [sys.executable, "-m", "pytest", "conformance", "conformance/test_traced.py", "-x", "-q",
-                 "-p", "no:cacheprovider", "--no-header",
-                 "--ignore=conformance/test_vendoring.py", *args.pytest_args],
-                cwd=ROOT, env=env, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "conformance",
+                    "conformance/test_traced.py",
+                    "-x",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    "--no-header",
+                    "--ignore=conformance/test_vendoring.py",
+                    *args.pytest_args,
+                ],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
             )
             seconds = time.perf_counter() - start
         caught = re.search(r"^FAILED (\S+)", run.stdout, re.M) or re.search(r"^ERROR (\S+)", run.stdout, re.M)
@@ -59,10 +73,15 @@ def main(argv: list[str] | None = None) -> int:
             survivors.append(name)
             print(f"  SURVIVED  {name}  ({seconds:.0f} s)")
         else:
-            print(f"  caught    {name:<38} by {caught.group(1) if caught else run.stdout.strip().splitlines()[-1]}  ({seconds:.0f} s)")
+            print(
+                f"  caught    {name:<38} by {caught.group(1) if caught else run.stdout.strip().splitlines()[-1]}"
+                f"  ({seconds:.0f} s)"
+            )
     caught = len(names) - len(survivors) - len(equivalent)
-    print(f"{backend}: {caught} of {len(names)} mutants caught, {len(equivalent)} equivalent on this backend "
-          f"(reasons above), {len(survivors)} survived")
+    print(
+        f"{backend}: {caught} of {len(names)} mutants caught, {len(equivalent)} equivalent on this backend "
+        f"(reasons above), {len(survivors)} survived"
+    )
     return 1 if survivors else 0
 
 

@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
         path = golden.keras_path(backend.NAME)
         if golden.record_keras_file(path, golden.keras_model_bytes(target.HyperZZWOperator)):
-            print(f"wrote {path} (saved by keras {backend.keras.__version__} on {backend.NAME} {backend.LIBRARY_VERSION})")
+            print(
+                f"wrote {path} (saved by keras {backend.keras.__version__} on {backend.NAME} {backend.LIBRARY_VERSION})"
+            )
         else:
             print(f"kept {path}: the model it holds (config and weights) is unchanged")
     return 0
@@ -54,9 +56,15 @@ def check(files: dict[str, bytes], manifest: dict, size: int) -> int:
         print(f"Restore it with: {golden.RESTORE}")
         return 1
     if state == "stale":
-        print("golden/ is stale (intact, but not what the oracle and the case catalogue give today):", *problems, sep="\n  ")
-        print(f"If you changed the oracle or the catalogue on purpose, regenerate with: {golden.REGENERATE},"
-              " review the drift above and commit golden/. Otherwise restore it with: " + golden.RESTORE)
+        print(
+            "golden/ is stale (intact, but not what the oracle and the case catalogue give today):",
+            *problems,
+            sep="\n  ",
+        )
+        print(
+            f"If you changed the oracle or the catalogue on purpose, regenerate with: {golden.REGENERATE},"
+            " review the drift above and commit golden/. Otherwise restore it with: " + golden.RESTORE
+        )
         return 1
     print(f"golden/ is current: {len(manifest['cases'])} cases, {size / 1024:.0f} KiB of oracle data")
     return 0

@@ -41,9 +41,7 @@ SOURCE = ROOT / "hyperzzw" / "layer.py"
 
 BEGIN = "# --- hyperzzw vendored copy: begin provenance header ---"
 END = "# --- hyperzzw vendored copy: end provenance header ---"
-REGENERATE = (
-    "do not edit; regenerate with `python scripts/vendor.py PATH` in a hyperzzw checkout; verify: --check"
-)
+REGENERATE = "do not edit; regenerate with `python scripts/vendor.py PATH` in a hyperzzw checkout; verify: --check"
 # The keys of the header, in order; the last line (REGENERATE) is fixed text, not a key.
 KEYS = ("version", "source", "sha256")
 # Top-level modules a vendorable layer file may import besides the standard library.
@@ -157,10 +155,10 @@ def split(data: bytes) -> tuple[Provenance, bytes]:
     values = {}
     for number, (key, line) in enumerate(zip(KEYS, head[1:]), start=2):
         prefix = f"# {key}: "
-        if not line.startswith(prefix) or not line[len(prefix):].strip():
+        if not line.startswith(prefix) or not line[len(prefix) :].strip():
             problems.append(f"line {number} should be '{prefix}<value>', found {line!r}")
         else:
-            values[key] = line[len(prefix):].strip()
+            values[key] = line[len(prefix) :].strip()
     recorded = values.get("sha256")
     if recorded is not None and (len(recorded) != 64 or any(c not in "0123456789abcdef" for c in recorded)):
         problems.append(f"the recorded sha256 is not 64 lowercase hex digits: {recorded!r}")
@@ -187,9 +185,7 @@ def _short(digest: str) -> str:
     return digest[:12]
 
 
-def vendor(
-    target_path: str | os.PathLike, source: str | os.PathLike | None = None, force: bool = False
-) -> Provenance:
+def vendor(target_path: str | os.PathLike, source: str | os.PathLike | None = None, force: bool = False) -> Provenance:
     """Writes a vendored copy of `source` (default: this checkout's ``hyperzzw/layer.py``) to `target_path`.
 
     Creates missing parent directories (but no ``__init__.py``: the package is yours). Refuses to overwrite an
@@ -258,7 +254,8 @@ def check(target_path: str | os.PathLike, source: str | os.PathLike | None = Non
             f"{target} is stale: it was vendored from hyperzzw {provenance.version} (sha256 "
             f"{_short(provenance.sha256)}), but {shown_source} is now hyperzzw {current_version} (sha256 "
             f"{_short(current_sha)}){same}. Regenerate it with `python scripts/vendor.py {target}`, "
-            "or check it against the hyperzzw release it came from."
+            "or check it against the hyperzzw release it came from. What changed between the two versions: "
+            "CHANGELOG.md in the hyperzzw repository."
         )
     if body_sha == current_sha:
         paragraphs.append(f"The body equals the current {shown_source}: only the recorded sha256 is wrong.")
@@ -301,13 +298,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.check:
             provenance = check(args.path, source=args.source)
-            print(f"OK: {args.path} is an unmodified, current copy of hyperzzw {provenance.version} "
-                  f"(sha256 {provenance.sha256[:12]}).")
+            print(
+                f"OK: {args.path} is an unmodified, current copy of hyperzzw {provenance.version} "
+                f"(sha256 {provenance.sha256[:12]})."
+            )
         else:
             provenance = vendor(args.path, source=args.source, force=args.force)
-            print(f"Wrote {args.path}: hyperzzw {provenance.version} from {provenance.source} "
-                  f"(sha256 {provenance.sha256[:12]}). Check it later with: "
-                  f"python scripts/vendor.py --check {args.path}")
+            print(
+                f"Wrote {args.path}: hyperzzw {provenance.version} from {provenance.source} "
+                f"(sha256 {provenance.sha256[:12]}). Check it later with: "
+                f"python scripts/vendor.py --check {args.path}"
+            )
     except VendoringError as error:
         label = "/".join(error.kinds).upper()
         print(f"FAILED ({label}): {error}", file=sys.stderr)

@@ -349,9 +349,7 @@ def run_experiment(epochs=EPOCHS, seed=0, split_seed=SPLIT_SEED, models=None, tr
 
     majority = majority_class(train.anomaly)
     results = [
-        train_and_evaluate(
-            name, MODELS[name], train_x, train.anomaly, test_x, test.anomaly, epochs=epochs, seed=seed
-        )
+        train_and_evaluate(name, MODELS[name], train_x, train.anomaly, test_x, test.anomaly, epochs=epochs, seed=seed)
         for name in (models or MODELS)
     ]
     return ExperimentResult(

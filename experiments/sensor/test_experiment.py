@@ -13,7 +13,6 @@ from conformance import target
 from experiments.sensor import __main__ as cli
 from experiments.sensor import experiment as sensor
 
-
 # The dataset --------------------------------------------------------------------------------------------
 
 
@@ -95,9 +94,7 @@ def test_confusion_metrics():
 
 
 def test_average_ranks_share_ties():
-    np.testing.assert_array_equal(
-        sensor.average_ranks([0.1, 0.5, 0.5, 0.9, 0.2, 0.2]), [1.0, 4.5, 4.5, 6.0, 2.5, 2.5]
-    )
+    np.testing.assert_array_equal(sensor.average_ranks([0.1, 0.5, 0.5, 0.9, 0.2, 0.2]), [1.0, 4.5, 4.5, 6.0, 2.5, 2.5])
 
 
 def test_roc_auc_counts_ties_half():
