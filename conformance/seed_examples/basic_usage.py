@@ -1,7 +1,6 @@
 # KerasFactory HyperZZWOperator page, "Quick Start > Basic Usage", verbatim except the import line:
 # `from kerasfactory.layers import HyperZZWOperator` -> `from hyperzzw import HyperZZWOperator`.
 import keras
-
 from hyperzzw import HyperZZWOperator
 
 # Create sample input data
@@ -13,6 +12,6 @@ context = keras.random.normal((batch_size, context_dim))
 zzw_op = HyperZZWOperator(input_dim=16, context_dim=8)
 output = zzw_op([inputs, context])
 
-print(f"Input shape: {inputs.shape}")  # (32, 16)
-print(f"Context shape: {context.shape}")  # (32, 8)
-print(f"Output shape: {output.shape}")  # (32, 16)
+print(f"Input shape: {inputs.shape}")      # (32, 16)
+print(f"Context shape: {context.shape}")   # (32, 8)
+print(f"Output shape: {output.shape}")     # (32, 16)

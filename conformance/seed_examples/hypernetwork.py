@@ -3,7 +3,6 @@
 # (1, 10) prediction to `target_net.set_weights`, which expects the network's four weight arrays).
 import keras
 import numpy as np
-
 from hyperzzw import HyperZZWOperator
 
 keras.utils.set_random_seed(0)
