@@ -253,7 +253,11 @@ def distributed(session: nox.Session, backend: str) -> None:
         "no:cacheprovider",
         "-rxXs",
         "conformance/test_distributed.py",
-        env={"HYPERZZW_DISTRIBUTED_SUMMARY": str(REPORTS / f"distributed-{backend}.json")},
+        env={
+            "HYPERZZW_DISTRIBUTED_SUMMARY": str(REPORTS / f"distributed-{backend}.json"),
+            # its session record: the report's scope says whether it ran, and how it ended
+            "HYPERZZW_OBSERVED": str(REPORTS / f"session-distributed-{backend}.json"),
+        },
     )
 
 
@@ -271,7 +275,8 @@ def export(session: nox.Session, backend: str) -> None:
         "conformance/test_export.py",
         "conformance/test_traced.py",
         *session.posargs,
-        env=backend_env(session, backend),
+        # its session record: the report's scope says whether it ran, and how it ended
+        env={**backend_env(session, backend), "HYPERZZW_OBSERVED": str(REPORTS / f"session-export-{backend}.json")},
     )
 
 

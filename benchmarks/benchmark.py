@@ -35,6 +35,8 @@ import numpy as np
 import pandas as pd
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+# benchmarks.timing (native ops, sync, threads), imported by main() once KERAS_BACKEND is set.
+tm: types.ModuleType | None = None
 BACKENDS = ("jax", "torch", "tensorflow")
 MODES = ("eager-fwd", "eager-fwdbwd", "compiled-fwd", "compiled-fwdbwd")
 IMPLS = ("layer", "bare", "raw", "dense")
@@ -153,11 +155,11 @@ def profiled(run: Callable, n: int) -> pstats.Stats:
 
 
 def without_grad(be, step: Callable, *args) -> Callable:
-    """`step(*args)` as a zero-argument inference call: under `be.no_grad()` (torch records no autodiff graph),
+    """`step(*args)` as a zero-argument inference call: under `tm.no_grad()` (torch records no autodiff graph),
     with no extra call frame in the timed path."""
 
     def run():
-        with be.no_grad():
+        with tm.no_grad():
             return step(*args)
 
     return run
@@ -204,7 +206,7 @@ def make_setup(be, layer_cls, dims: tuple[int, int, int], dtype: str, seed: int)
     dense.kernel.assign(kernel)
     bare = bare_layer_class()(d, c, dtype=dtype)
     bare.kernel.assign(kernel)
-    x, context, raw_kernel = be.timing_inputs(
+    x, context, raw_kernel = tm.timing_inputs(
         be.tensor(x, input_dtype), be.tensor(context, input_dtype), be.tensor(kernel, policy.variable_dtype)
     )
     return types.SimpleNamespace(
@@ -224,7 +226,7 @@ def forward_fns(be, setup, pure: bool) -> dict[str, tuple[Callable, Any]]:
     """`{impl: (fn(kernel, x, context), kernel)}`. Pure (jax, for jax.grad and jax.jit): the layer and Dense
     run by `stateless_call` on the kernel passed in. Otherwise they call themselves as users do, and the
     kernel passed is their own variable's (for the autodiff to differentiate w.r.t. it)."""
-    cast, multiply, mixed = be.NATIVE["cast"], be.NATIVE["multiply"], setup.dtype.startswith("mixed_")
+    cast, multiply, mixed = tm.NATIVE["cast"], tm.NATIVE["multiply"], setup.dtype.startswith("mixed_")
 
     def compute(v):  # a mixed policy computes in its compute dtype: raw and Dense cast as Keras does
         return cast(v, setup.compute_dtype) if mixed else v
@@ -233,7 +235,7 @@ def forward_fns(be, setup, pure: bool) -> dict[str, tuple[Callable, Any]]:
 
     # Named functions, not lambdas: TF's autograph reads their source.
     def raw(k, x, c):
-        return multiply(compute(x), be.NATIVE["matmul"](compute(c), compute(k)))
+        return multiply(compute(x), tm.NATIVE["matmul"](compute(c), compute(k)))
 
     def layer_pure(k, x, c):
         return layer.stateless_call([k], [], [x, c])[0]
@@ -268,11 +270,11 @@ def runners(be, setup, mode: str) -> dict[str, Callable[[], Any]]:
     compiled, backward = mode.startswith("compiled"), mode.endswith("fwdbwd")
     compiler = be.FAST_COMPILER if compiled else None
     if compiled:
-        be.reset_compile_cache()  # torch: never hit Dynamo's recompile limit (a silent fall back to eager)
+        tm.reset_compile_cache()  # torch: never hit Dynamo's recompile limit (a silent fall back to eager)
     out, x, c = {}, setup.x, setup.context
     for impl, (fn, k) in forward_fns(be, setup, pure=be.NAME == "jax" and mode != "eager-fwd").items():
         if backward:
-            step = be.gradient_step(lambda k, x, c, fn=fn: be.NATIVE["sum"](fn(k, x, c)), 3, compiler)
+            step = be.gradient_step(lambda k, x, c, fn=fn: tm.NATIVE["sum"](fn(k, x, c)), 3, compiler)
             out[impl] = lambda step=step, k=k: step(k, x, c)
         else:
             step = be.COMPILERS[compiler][1](fn) if compiler else fn
@@ -322,11 +324,11 @@ def run_case(be, setup, mode: str, args) -> list[dict]:
         for impl, call in run.items():  # the first call compiles, in the compiled modes
             start = time.perf_counter()
             results[impl] = call()
-            be.sync(results[impl])
+            tm.sync(results[impl])
             first[impl] = time.perf_counter() - start
         case["check"] = check(be, setup, mode, results)
         del results
-        samples = time_interleaved(run, be.sync, args.repeats, args.warmup, args.min_time)
+        samples = time_interleaved(run, tm.sync, args.repeats, args.warmup, args.min_time)
     except Exception as error:  # noqa: BLE001 - one failing case (say torch.compile) must not end the run
         return [
             {**case, "impl": impl, "error": f"{type(error).__name__}: {error}".splitlines()[0][:300]} for impl in IMPLS
@@ -352,9 +354,9 @@ def breakdown(be, layer_cls, args) -> dict[str, Any]:
     setup = make_setup(be, layer_cls, tuple(PROBE.values()), "float32", args.seed)
     layer, dense, bare = setup.layer, setup.dense, setup.bare
     x, c, kernel = setup.x, setup.context, setup.layer.hyper_kernel
-    shapes, multiply = (tuple(x.shape), tuple(c.shape)), be.NATIVE["multiply"]
+    shapes, multiply = (tuple(x.shape), tuple(c.shape)), tm.NATIVE["multiply"]
     steps = {
-        "raw": lambda: multiply(x, be.NATIVE["matmul"](c, setup.kernel)),
+        "raw": lambda: multiply(x, tm.NATIVE["matmul"](c, setup.kernel)),
         "keras.ops": lambda: ops.multiply(x, ops.matmul(c, kernel)),
         "keras.ops einsum": lambda: ops.multiply(x, ops.einsum("...c,ci->...i", c, kernel)),
         "layer.call": lambda: layer.call([x, c]),
@@ -366,13 +368,13 @@ def breakdown(be, layer_cls, args) -> dict[str, Any]:
         "layer._check_shapes": lambda: layer._check_shapes(*shapes),
     }
     run = {name: without_grad(be, step) for name, step in steps.items()}
-    torch_threads = be.threads() if be.NAME == "torch" else None
+    torch_threads = tm.threads() if be.NAME == "torch" else None
     if torch_threads:  # tiny ops gain nothing from threads; one isolates the Python overhead
-        be.set_threads(1)
+        tm.set_threads(1)
     try:
         samples = time_interleaved(
             run,
-            lambda r: r is None or isinstance(r, tuple) or be.sync(r),
+            lambda r: r is None or isinstance(r, tuple) or tm.sync(r),
             max(args.repeats, 15),
             args.warmup,
             max(args.min_time, 0.01),
@@ -380,7 +382,7 @@ def breakdown(be, layer_cls, args) -> dict[str, Any]:
         python_calls = {name: profiled(step, 50).total_calls / 50 for name, step in run.items()}
     finally:
         if torch_threads:
-            be.set_threads(torch_threads)
+            tm.set_threads(torch_threads)
     s = per_call_stats(samples).loc[list(steps)]
     result = {
         "point": PROBE,
@@ -400,7 +402,7 @@ def breakdown(be, layer_cls, args) -> dict[str, Any]:
         result["profile"] = stats.stream.getvalue()
     if be.NAME == "torch" and any(m.startswith("compiled") for m in args.modes):
         result["dynamo"] = {
-            impl: be.graph_breaks(lambda x, c, fn=fn, k=k: fn(k, x, c), x, c)
+            impl: tm.graph_breaks(lambda x, c, fn=fn, k=k: fn(k, x, c), x, c)
             for impl, (fn, k) in forward_fns(be, setup, pure=False).items()
         }
     return result
@@ -500,7 +502,7 @@ def markdown(meta: dict, results: pd.DataFrame, probe: dict | None, verdict: dic
         f"{fmt_time(meta['min_time_s'])}, each call synchronised and timed alone, "
         f"after {meta['warmup']} warm-up calls; "
         "ratios are medians over rounds of the ratio of the round's block medians; GFLOP/s and GB/s are the layer's; "
-        "`check` is the largest error of the three as a share of the derived bound (method: benchmarks/README.md). "
+        "`check` is the largest error of the four as a share of the derived bound (method: benchmarks/README.md). "
         f"Load average (1 min) before / after: {meta['loadavg_before']:.2f} / "
         f"{meta['loadavg_after']:.2f} on {meta['cpus']} CPUs (above the CPU count, other processes competed).",
         "",
@@ -700,11 +702,13 @@ def main(argv=None) -> int:
         os.environ["HYPERZZW_TARGET"] = str(args.layer_file.resolve())
     import keras
 
+    global tm
+    from benchmarks import timing as tm
     from conformance import backend as be
     from conformance import target
 
     if args.threads is not None:
-        be.set_threads(args.threads)
+        tm.set_threads(args.threads)
     grid = {k: tuple(getattr(args, k) or v) for k, v in GRIDS[args.grid].items()}
     points = list(itertools.product(grid["batch"], grid["input_dim"], grid["context_dim"]))
     tag = args.tag or args.grid + ("-custom" if args.batch or args.input_dim or args.context_dim else "")
@@ -755,7 +759,7 @@ def main(argv=None) -> int:
     if args.breakdown and any(m.startswith("eager") for m in args.modes):
         print("overhead breakdown at the probe shape...", file=sys.stderr, flush=True)
         probe = breakdown(be, target.HyperZZWOperator, args)
-    meta.update(backend_info={name: be.LIBRARY_VERSION, "threads": be.threads()}, loadavg_after=os.getloadavg()[0])
+    meta.update(backend_info={name: be.LIBRARY_VERSION, "threads": tm.threads()}, loadavg_after=os.getloadavg()[0])
     verdict = verdicts(results, probe)
     report = markdown(meta, results, probe, verdict)
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, Verbosity, settings
@@ -51,7 +50,7 @@ def pytest_sessionstart(session):
 
     path = os.environ.get(observed.ENV_VAR)
     if path and not hasattr(session.config, "workerinput"):
-        Path(path).unlink(missing_ok=True)  # a previous session's record must not stand in for this one
+        observed.remove(path)  # a previous session's record must not stand in for this one
     try:
         golden.check_catalogue(golden.read_manifest())
     except golden.GoldenError as exc:
@@ -86,31 +85,12 @@ def pytest_report_header(config):
     ]
 
 
-_OBSERVATIONS: observed.Observations | None = None
-_DESELECTED = 0
-
-
-def _observations() -> observed.Observations:
-    global _OBSERVATIONS
-    if _OBSERVATIONS is None:
-        from conformance import backend
-
-        _OBSERVATIONS = observed.Observations(backend.NAME, backend.LIBRARY_VERSION, target.LAYER_FILE)
-    return _OBSERVATIONS
-
-
-@pytest.fixture(scope="session")
-def observer():
-    """Records what this backend observed (outputs, gradients, errors) for the cross-backend report."""
-    return _observations()
-
-
-def pytest_deselected(items):
-    global _DESELECTED
-    _DESELECTED += len(items)
-
-
-_WORKERS: dict = {"collected": 0, "deselected": 0}
+# What this process records, in pytest's stash (no module globals): under pytest-xdist each worker keeps its
+# own part and writes it when it ends; the controller writes the session record.
+_OBSERVATIONS = pytest.StashKey[observed.Observations]()
+_DESELECTED = pytest.StashKey[int]()
+_WORKERS = pytest.StashKey[list]()
+_RUN = pytest.StashKey[str]()
 
 # The longest tests (measured with --durations; each compiles per example or spawns processes). Under xdist
 # they start first, so that they run beside the many short ones instead of being the tail of the run.
@@ -122,68 +102,97 @@ _SLOW_FIRST = (
 )
 
 
+def _worker(config) -> str:
+    return config.workerinput["workerid"] if hasattr(config, "workerinput") else "main"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "observes(fn): fn(**params) gives the declared observations the test records")
+    config.stash[_DESELECTED] = 0
+    config.stash[_WORKERS] = []
+    config.stash[_RUN] = config.workerinput["hyperzzw_run"] if hasattr(config, "workerinput") else observed.new_run_id()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist's controller, starting a worker: the worker takes the session's run id."""
+    node.workerinput["hyperzzw_run"] = node.config.stash[_RUN]
+    node.config.stash[_WORKERS].append(node.gateway.id)
+
+
+@pytest.fixture(scope="session")
+def observer(request):
+    """Records what this backend observed (outputs, gradients, errors) for the cross-backend report."""
+    return _observations(request.config)
+
+
+def _observations(config) -> observed.Observations:
+    if _OBSERVATIONS not in config.stash:
+        from conformance import backend
+
+        config.stash[_OBSERVATIONS] = observed.Observations(
+            backend.NAME, backend.LIBRARY_VERSION, target.LAYER_FILE, run=config.stash[_RUN], worker=_worker(config)
+        )
+    return config.stash[_OBSERVATIONS]
+
+
+def pytest_deselected(items):
+    if items:
+        items[0].config.stash[_DESELECTED] += len(items)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    """Collecting the whole suite (no paths given), every observation `conformance.expected` declares must have a
+    test that records it (`@pytest.mark.observes`); this runs before -k/-m deselect anything."""
+    if config.args_source == pytest.Config.ArgsSource.TESTPATHS:
+        from conformance import expected
+
+        produced = set()
+        for item in items:
+            for mark in item.iter_markers("observes"):
+                callspec = getattr(item, "callspec", None)
+                produced.update(mark.args[0](**(callspec.params if callspec else {})))
+        missing = expected.check_producers(produced)
+        if missing:
+            raise pytest.UsageError(
+                f"{len(missing)} observations declared in conformance/expected.py have no test that records them "
+                f"(e.g. {', '.join(missing[:3])})"
+            )
     if hasattr(config, "workerinput"):  # every worker sorts the same way, as xdist requires
         items.sort(key=lambda item: not any(slow in item.nodeid for slow in _SLOW_FIRST))
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error):
-    """pytest-xdist (`-n 2`, as the nox sessions run): each worker hands its observations to the controller,
-    which writes the one record."""
-    global _OBSERVATIONS
-    output = getattr(node, "workeroutput", {}).get("hyperzzw")
-    if output:
-        if _OBSERVATIONS is None:  # the first worker's record: its versions and layer, as it imported them
-            _OBSERVATIONS = observed.Observations.from_record(output["record"])
-        record = _OBSERVATIONS
-        record.data["numeric"].update(output["numeric"])
-        record.data["errors"].update(output["errors"])
-        record.data["upstream"].update(output["upstream"])
-        # every worker collects (and deselects from) the whole suite
-        _WORKERS["collected"] = max(_WORKERS["collected"], output["collected"])
-        _WORKERS["deselected"] = max(_WORKERS["deselected"], output["deselected"])
-
-
 def pytest_sessionfinish(session, exitstatus):
-    """Writes the observations with how the session went: its exit status and whether it ran the whole
-    suite (no test paths or node ids given, no -k, no -m, nothing deselected, no early stop)."""
-    config = session.config
-    if hasattr(config, "workerinput"):  # an xdist worker: the controller writes the record
-        record = _observations().data
-        config.workeroutput["hyperzzw"] = {
-            "record": {k: v for k, v in record.items() if k not in ("numeric", "errors", "upstream")},
-            "numeric": record["numeric"],
-            "errors": record["errors"],
-            "upstream": record["upstream"],
-            "collected": session.testscollected,
-            "deselected": _DESELECTED,
-        }
-        return
+    """Each process that ran tests writes its part; the process that ran the session (the xdist controller,
+    or the only process) writes the session record: exit status, workers, and what it selected."""
     path = os.environ.get(observed.ENV_VAR)
     if not path:
         return
-    selection = {
-        "args": [str(a) for a in config.invocation_params.args],
-        "keyword": config.option.keyword or "",
-        "markexpr": config.option.markexpr or "",
-        "deselected": max(_DESELECTED, _WORKERS["deselected"]),
-        "collected": max(session.testscollected, _WORKERS["collected"]),
-        "failed": session.testsfailed,
-        "paths_given": config.args_source != pytest.Config.ArgsSource.TESTPATHS,
-        "maxfail": config.option.maxfail,
-    }
-    selection["complete"] = (
-        not selection["paths_given"]
-        and not selection["keyword"]
-        and not selection["markexpr"]
-        and selection["deselected"] == 0
-        and selection["collected"] > 0
-        and not session.shouldstop
+    config = session.config
+    distributed = bool(config.stash[_WORKERS])  # this is the xdist controller: the workers ran the tests
+    if not distributed:
+        _observations(config).write(path, collected=session.testscollected, deselected=config.stash[_DESELECTED])
+    if hasattr(config, "workerinput"):
+        return
+    observed.write_session(
+        path,
+        backend=os.environ.get("KERAS_BACKEND", "tensorflow"),
+        run=config.stash[_RUN],
+        workers=config.stash[_WORKERS] or [_worker(config)],
+        exit_status=exitstatus,
+        selection={
+            "args": [str(a) for a in config.invocation_params.args],
+            "keyword": config.option.keyword or "",
+            "markexpr": config.option.markexpr or "",
+            "deselected": config.stash[_DESELECTED],
+            "collected": session.testscollected,
+            "failed": session.testsfailed,
+            "paths_given": config.args_source != pytest.Config.ArgsSource.TESTPATHS,
+            "maxfail": config.option.maxfail,
+            "stopped_early": bool(session.shouldstop),
+        },
     )
-    record = _observations()
-    record.finish(int(exitstatus), selection)
-    record.write(path)
 
 
 @pytest.fixture(scope="session")

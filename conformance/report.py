@@ -1,63 +1,190 @@
 """The cross-backend report: what each backend observed, against the oracle and against each other.
 
-Reads the `observed-<backend>.json` files the backend sessions wrote (see `conformance.observed`), compares
-every recorded output and gradient with the golden oracle value under that backend's tolerance, and every
-pair of backends with each other under the sum of their two tolerances (each is within its own tolerance of
-the same exact value, so the two can differ by at most the sum). Error pairs must equal the catalogue's and
-each other's exactly. Writes Markdown and JSON and returns whether everything agreed.
+Three steps, data flowing one way:
+
+1. `read`: each backend's session record and its parts (`conformance.observed`), checked to be what they
+   claim: filed under the backend that made them, from one run each, every part the session started present.
+2. `judge_sessions`: how each session went (exit status, the whole suite or a subset), and that the three are
+   comparable (one version set, the same keras and numpy, the `keras` module from the distribution that set
+   installs, the same layer file).
+3. `compare`: a loop over the declared observations (`conformance.expected`): for each observation and
+   backend, the recorded value against the oracle under that backend's tolerance, each pair of backends under
+   the sum of their two tolerances (each is within its own of the same exact value), or "missing"; each error
+   check against the catalogue.
+
+Then the scope: which sessions it covered (the three test sessions always; export and distributed when their
+records are there, "not run" otherwise). PASS needs every step clean. Writes Markdown and JSON.
 """
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 
-from conformance import cases, golden, observed, tolerance
+from conformance import expected, golden, observed, tolerance
 
 BACKENDS = ("jax", "torch", "tensorflow")
+# The sessions beside the test sessions that record how they ended (`reports/session-<kind>-<backend>.json`).
+OTHER_SESSIONS = ("export", "distributed")
+# A version set's records live in `reports/<set>/`; the pinned set's in `reports/` itself.
+NAMED_SETS = ("oldest", "latest", "nightly", "custom")
+
+# The keras release of requirements/constraints.txt, the pinned set's baseline for `upstream_differences`.
+PINNED_KERAS = next(
+    line.split("==")[1].strip()
+    for line in (Path(__file__).resolve().parent.parent / "requirements" / "constraints.txt").read_text().splitlines()
+    if line.startswith("keras==")
+)
 
 
-@functools.cache
-def _case_arrays(case_id: str) -> dict:
-    """A golden case's stored arrays, read and verified once per process (a report run changes none)."""
-    return golden.load_case(cases.by_id(case_id))
+def expected_version_set(reports: Path) -> str:
+    return reports.name if reports.name in NAMED_SETS else "pinned"
 
 
-@functools.cache
-def _case_atols(case_id: str, backend: str | None) -> dict:
-    """A golden case's elementwise tolerances for one backend (they depend on the stored inputs only)."""
-    case, arrays = cases.by_id(case_id), _case_arrays(case_id)
-    x, context, kernel, g = arrays["x"], arrays["context"], arrays["kernel"], arrays["cotangent"]
-    dx, dcontext, dkernel = tolerance.gradient_atols(x, context, kernel, g, case.dtype, backend)
-    return {
-        "output": tolerance.forward_atol(x, context, kernel, case.dtype, backend),
-        "dx": dx,
-        "dcontext": dcontext,
-        "dkernel": dkernel,
-    }
+# --- 1. reading -------------------------------------------------------------------------------------------
 
 
-def _expected(key: str, manifest: dict, cache: dict):
-    """(expected values, dtype, per-backend atol function) for an observation key, or None if unknown."""
-    name, quantity, _mode = key.split("/")
-    if name == "training":
-        data = cache.setdefault("training", golden.load_npz("training.npz", manifest))
-        if quantity == "losses":
-            return data["losses"], cases.TRAINING.dtype, lambda backend: data["loss_atol"]
-        # the state after each step: kernels[1:] / ws[1:], with that step's bound
-        atol = data["kernel_atol"] if quantity == "kernels" else data["w_atol"]
-        return data[quantity][1:], cases.TRAINING.dtype, lambda backend: atol
-    if name.startswith(("keras-file-", "weights-file-", "saved-")):  # all three hold KERAS_CASE's model
-        name = golden.KERAS_CASE
-    try:
-        case = cases.by_id(name)
-    except KeyError:
-        return None
-    return _case_arrays(case.id)[quantity], case.dtype, lambda b: _case_atols(case.id, b)[quantity]
+def read(reports: Path) -> tuple[dict, list[str]]:
+    """{backend: run} for the backends whose session record exists, and the problems found in reading: a run is
+    the session record with its parts' observations merged (`parts`, the parts' own headers, kept too)."""
+    runs, problems, digests = {}, [], {}
+    for backend in BACKENDS:
+        path = reports / f"observed-{backend}.json"
+        if not path.is_file():
+            problems.append(
+                f"{backend}: no observations ({path} is missing: its session did not run, or crashed before it ended)"
+            )
+            continue
+        digests[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        session = observed.load(path)
+        if session.get("kind") != "session":
+            problems.append(f"{path} is not a session record (a record of another format, or another file)")
+            continue
+        if session.get("backend") != backend:
+            problems.append(f"{path} holds the record of a {session.get('backend')} session, not of {backend}")
+            continue
+        parts, run = {}, {"session": session, "numeric": {}, "errors": {}, "upstream": {}}
+        for worker in session.get("workers", []):
+            part_path = observed.parts_dir(path) / f"{worker}.json"
+            if not part_path.is_file():
+                problems.append(
+                    f"{backend}: worker {worker}'s part of the record is missing ({part_path}: the worker "
+                    "crashed, or the part was removed)"
+                )
+                continue
+            digests[f"{path.name}/{worker}"] = hashlib.sha256(part_path.read_bytes()).hexdigest()
+            part = observed.load(part_path)
+            if part.get("backend") != backend or part.get("run") != session.get("run"):
+                problems.append(
+                    f"{part_path} is not a part of this {backend} session (it says backend "
+                    f"{part.get('backend')}, run {part.get('run')})"
+                )
+                continue
+            parts[worker] = part
+            for field in ("numeric", "errors", "upstream"):
+                run[field].update(part.get(field, {}))
+        if not parts:
+            continue
+        first = next(iter(parts.values()))
+        run.update(
+            parts=parts, **{k: first.get(k) for k in ("version_set", "keras_distributions", "versions", "layer")}
+        )
+        for worker, part in parts.items():
+            for field in ("versions", "layer", "keras_distributions"):
+                if part.get(field) != run[field]:
+                    problems.append(f"{backend}: its workers imported different {field} ({worker}: {part.get(field)})")
+        runs[backend] = run
+    by_run = {}
+    for backend, run in runs.items():
+        by_run.setdefault(run["session"].get("run"), []).append(backend)
+    problems += [
+        f"the records of {' and '.join(b)} come from one session (run {r})" for r, b in by_run.items() if len(b) > 1
+    ]
+    by_digest = {}
+    for name, digest in digests.items():
+        by_digest.setdefault(digest, []).append(name)
+    problems += [f"byte-identical records: {', '.join(names)}" for names in by_digest.values() if len(names) > 1]
+    return runs, problems
+
+
+# --- 2. judging the sessions ---------------------------------------------------------------------------------
+
+
+def _selection(run: dict) -> dict:
+    """The session's selection, with the workers' deselections and collections taken in."""
+    session = dict(run["session"])
+    parts = run.get("parts", {}).values()
+    session["deselected"] = max([session.get("deselected", 0), *(p.get("deselected", 0) for p in parts)])
+    session["collected"] = max([session.get("collected", 0), *(p.get("collected", 0) for p in parts)])
+    session["complete"] = (
+        not session.get("paths_given")
+        and not session.get("keyword")
+        and not session.get("markexpr")
+        and session["deselected"] == 0
+        and session["collected"] > 0
+        and not session.get("stopped_early")
+    )
+    return session
+
+
+def _session_problems(backend: str, session: dict) -> list[str]:
+    problems = []
+    if session["exit_status"] != 0:
+        problems.append(
+            f"{backend}: the test session failed (pytest exit status {session['exit_status']}, "
+            f"{session.get('failed', '?')} failed)"
+        )
+    if not session["complete"]:
+        why = []
+        if session.get("paths_given"):
+            why.append(f"test paths given ({' '.join(session['args'])})")
+        if session.get("keyword"):
+            why.append(f"-k {session['keyword']!r}")
+        if session.get("markexpr"):
+            why.append(f"-m {session['markexpr']!r}")
+        if session.get("deselected"):
+            why.append(f"{session['deselected']} tests deselected")
+        problems.append(f"{backend}: the session ran a subset of the suite ({', '.join(why) or 'stopped early'})")
+    return problems
+
+
+def judge_sessions(runs: dict, version_set: str) -> list[str]:
+    problems = []
+    for backend, run in runs.items():
+        run["session"] = _selection(run)
+        problems += _session_problems(backend, run["session"])
+        for where, found in (("session record", run["session"].get("version_set")), ("parts", run["version_set"])):
+            if found != version_set:
+                problems.append(f"{backend}: version set {found!r} in its {where}; this report is for {version_set!r}")
+        want = ["keras-nightly"] if version_set == "nightly" else ["keras"]
+        if run["keras_distributions"] != want:
+            problems.append(
+                f"{backend}: its keras module came from {run['keras_distributions']}, expected {want} for "
+                f"version set {version_set!r}"
+            )
+    for what, get in (
+        ("keras versions", lambda run: run["versions"].get("keras")),
+        ("numpy versions", lambda run: run["versions"].get("numpy")),
+    ):
+        seen = {b: get(run) for b, run in runs.items()}
+        if len(set(seen.values())) > 1:
+            problems.append(
+                f"the records come from different {what}: " + ", ".join(f"{b} {v}" for b, v in seen.items())
+            )
+    layers = {b: run["layer"].get("sha256") for b, run in runs.items()}
+    if len(set(layers.values())) > 1:
+        problems.append(
+            "the backends tested different layer files: "
+            + ", ".join(f"{b} {run['layer']['path']} (sha256 {str(layers[b])[:12]})" for b, run in runs.items())
+        )
+    return problems
+
+
+# --- 3. comparing the observations ---------------------------------------------------------------------------
 
 
 def _agree(a: np.ndarray, b: np.ndarray, atol, underflow: np.ndarray) -> dict:
@@ -89,67 +216,96 @@ def _agree(a: np.ndarray, b: np.ndarray, atol, underflow: np.ndarray) -> dict:
     }
 
 
-def expected_keys() -> tuple[set[str], set[str]]:
-    """Every numeric observation and every error check a complete backend session records."""
-    numeric = set()
-    for case in cases.CASES:
-        numeric |= {f"{case.id}/output/eager", f"{case.id}/output/jit", f"{case.id}/dx/grad", f"{case.id}/dkernel/grad"}
-        if case.context_dtype is None:
-            numeric.add(f"{case.id}/dcontext/grad")
-    for quantity in ("losses", "kernels", "ws"):
-        numeric |= {f"training/{quantity}/eager", f"training/{quantity}/jit"}
-    numeric |= {f"keras-file-{b}/output/eager" for b in golden.KERAS_BACKENDS}
-    numeric |= {f"weights-file-{b}/output/eager" for b in golden.KERAS_BACKENDS}
-    numeric |= {f"saved-{fmt}/output/eager" for fmt in golden.SAVED_FORMATS}
-    return numeric, set(golden.load_errors())
-
-
-def _session_problems(backend: str, run: dict) -> list[str]:
-    session = run.get("session")
-    if not session:
-        return [f"{backend}: its record says nothing of how the session ended"]
-    problems = []
-    if session["exit_status"] != 0:
-        problems.append(
-            f"{backend}: the test session failed (pytest exit status {session['exit_status']}, "
-            f"{session.get('failed', '?')} failed)"
+def _compare_numeric(observation: expected.Numeric, runs: dict) -> dict:
+    """One row: each backend's recorded value against the oracle, and each pair of backends."""
+    values, dtype, atol_for = observation.reference()
+    row = {
+        "key": observation.key,
+        "dtype": dtype,
+        "backends": {},
+        "pairs": {},
+        "missing": [],
+        "wrong_dtype": {},
+        "ok": True,
+    }
+    seen = [b for b in BACKENDS if b in runs and observation.key in runs[b]["numeric"]]
+    row["missing"] = [b for b in BACKENDS if b in runs and b not in seen]
+    # Underflow range: the oracle value is subnormal, or some backend's tolerance is mostly the floor for flushed
+    # subnormals (more than twice the IEEE tolerance, which has a negligible floor).
+    with np.errstate(invalid="ignore"):
+        underflow = (np.abs(values) < tolerance.TINY[dtype]) | np.any(
+            [atol_for(b) > 2 * atol_for(None) for b in runs], axis=0
         )
-    if not session.get("complete"):
-        why = []
-        if session.get("paths_given"):
-            why.append(f"test paths given ({' '.join(session['args'])})")
-        if session.get("keyword"):
-            why.append(f"-k {session['keyword']!r}")
-        if session.get("markexpr"):
-            why.append(f"-m {session['markexpr']!r}")
-        if session.get("deselected"):
-            why.append(f"{session['deselected']} tests deselected")
-        problems.append(f"{backend}: the session ran a subset of the suite ({', '.join(why) or 'stopped early'})")
-    return problems
+    for backend in seen:
+        entry = runs[backend]["numeric"][observation.key]
+        atol = atol_for(backend)
+        result = _agree(entry["values"], values, atol, underflow)
+        result.update(max_atol=float(np.max(atol, initial=0.0)), dtype=entry["dtype"])
+        if entry["dtype"] != dtype:
+            result["ok"] = False
+            row["wrong_dtype"][backend] = entry["dtype"]
+        row["backends"][backend] = result
+        row["ok"] &= result["ok"]
+    for a, b in itertools.combinations(seen, 2):
+        result = _agree(
+            runs[a]["numeric"][observation.key]["values"],
+            runs[b]["numeric"][observation.key]["values"],
+            atol_for(a) + atol_for(b),
+            underflow,
+        )
+        row["pairs"][f"{a}~{b}"] = result
+        row["ok"] &= result["ok"]
+    row["ok"] &= not row["missing"]
+    return row
 
 
-def _version_problems(runs: dict) -> list[str]:
-    """A report compares one version set: the same set, keras and numpy in every record, and the `keras`
-    module from the distribution that set installs (keras-nightly for the nightly set, the release otherwise)."""
+def compare(runs: dict) -> tuple[list[dict], list[dict], list[str]]:
+    """(numeric rows, error rows, problems): one row per declared observation, whoever recorded it."""
+    rows = [_compare_numeric(o, runs) for o in expected.NUMERIC.values()]
+    catalogue = golden.load_errors()
+    error_rows = []
+    for check in expected.ERRORS.values():
+        seen = {b: run["errors"][check.key] for b, run in runs.items() if check.key in run["errors"]}
+        missing = [b for b in runs if b not in seen]
+        want = catalogue.get(check.key)
+        error_rows.append(
+            {
+                "key": check.key,
+                "expected": want,
+                "observed": seen,
+                "missing": missing,
+                "ok": not missing and all(v == want for v in seen.values()),
+            }
+        )
     problems = []
-    for what, get in (
-        ("version sets", lambda run: run.get("version_set")),
-        ("keras versions", lambda run: run.get("versions", {}).get("keras")),
-        ("numpy versions", lambda run: run.get("versions", {}).get("numpy")),
-    ):
-        seen = {b: get(run) for b, run in runs.items()}
-        if len(set(seen.values())) > 1:
+    for backend in runs:
+        missing = [r["key"] for r in rows if backend in r["missing"]] + [
+            r["key"] for r in error_rows if backend in r["missing"]
+        ]
+        if missing:
+            problems.append(f"{backend}: {len(missing)} expected observations missing (e.g. {', '.join(missing[:3])})")
+        declared = set(expected.ALL)
+        extra = sorted(set(runs[backend]["numeric"]) - declared) + sorted(set(runs[backend]["errors"]) - declared)
+        if extra:
             problems.append(
-                f"the records come from different {what}: " + ", ".join(f"{b} {v}" for b, v in seen.items())
+                f"{backend}: {len(extra)} observations the declaration does not know (e.g. {', '.join(extra[:3])})"
             )
-    for backend, run in runs.items():
-        want = ["keras-nightly"] if run.get("version_set") == "nightly" else ["keras"]
-        if run.get("keras_distributions") != want:
+        wrong = [
+            f"{r['key']}: {r['wrong_dtype'][backend]}, expected {r['dtype']}"
+            for r in rows
+            if backend in r["wrong_dtype"]
+        ]
+        if wrong:
             problems.append(
-                f"{backend}: its keras module came from {run.get('keras_distributions')}, "
-                f"expected {want} for version set {run.get('version_set')!r}"
+                f"{backend}: {len(wrong)} observations came out in the wrong dtype (e.g. {'; '.join(wrong[:2])})"
             )
-    return problems
+    bad = [r["key"] for r in rows if any(not v["ok"] for v in [*r["backends"].values(), *r["pairs"].values()])]
+    if bad:
+        problems.append(f"{len(bad)} numeric rows out of tolerance or disagreeing (e.g. {', '.join(bad[:3])})")
+    bad_errors = [r["key"] for r in error_rows if any(v != r["expected"] for v in r["observed"].values())]
+    if bad_errors:
+        problems.append(f"{len(bad_errors)} error checks differ from the catalogue (e.g. {', '.join(bad_errors[:3])})")
+    return rows, error_rows, problems
 
 
 def upstream_differences(runs: dict) -> list[str]:
@@ -158,109 +314,44 @@ def upstream_differences(runs: dict) -> list[str]:
 
     out = []
     for backend, run in runs.items():
-        for probe_id, got in sorted((run.get("upstream") or {}).items()):
+        for probe_id, got in sorted(run["upstream"].items()):
             pinned, _ = upstream.expected(backend, PINNED_KERAS, probe_id)
             if got != pinned:
                 out.append(
-                    f"{backend}: keras.ops {probe_id} gives {got} (keras {run['keras']}); "
+                    f"{backend}: keras.ops {probe_id} gives {got} (keras {run['versions'].get('keras')}); "
                     f"{pinned} in the pinned set (keras {PINNED_KERAS})"
                 )
     return out
 
 
-# The keras release of requirements/constraints.txt, the pinned set's baseline for `upstream_differences`.
-PINNED_KERAS = next(
-    line.split("==")[1].strip()
-    for line in (Path(__file__).resolve().parent.parent / "requirements" / "constraints.txt").read_text().splitlines()
-    if line.startswith("keras==")
-)
-
-
-def build(reports: Path) -> dict:
-    manifest = golden.read_manifest()
-    runs = {}
-    for backend in BACKENDS:
-        path = reports / f"observed-{backend}.json"
-        if path.is_file():
-            runs[backend] = observed.load(path)
-    problems = [
-        f"{b}: no observations ({reports / f'observed-{b}.json'} is missing: its session did not run, or "
-        f"crashed before it ended)"
-        for b in BACKENDS
-        if b not in runs
-    ]
-    for backend, run in runs.items():
-        if run.get("backend") != backend:
-            problems.append(
-                f"{reports / f'observed-{backend}.json'} holds the record of a {run.get('backend')} "
-                f"session, not of {backend}"
-            )
-        problems += _session_problems(backend, run)
-    problems += _version_problems(runs)
-    layers = {b: (run.get("layer") or {}).get("sha256") for b, run in runs.items()}
-    if len(set(layers.values())) > 1:
-        problems.append(
-            "the backends tested different layer files: "
-            + ", ".join(f"{b} {run['layer']['path']} (sha256 {str(layers[b])[:12]})" for b, run in runs.items())
-        )
-    want_numeric, want_errors = expected_keys()
-    for backend, run in runs.items():
-        missing = sorted(want_numeric - set(run["numeric"])) + sorted(want_errors - set(run["errors"]))
-        if missing:
-            problems.append(f"{backend}: {len(missing)} expected observations missing (e.g. {', '.join(missing[:3])})")
-
-    rows, cache, wrong_dtypes = [], {}, {}
-    keys = sorted(set().union(*(run["numeric"] for run in runs.values()))) if runs else []
-    for key in keys:
-        expected = _expected(key, manifest, cache)
-        if expected is None:
-            problems.append(f"an observation the report does not know: {key}")
+def scope(reports: Path) -> tuple[dict, list[str]]:
+    """{session name: "passed" / "FAILED (...)" / "not run"} for the export and distributed sessions."""
+    out, problems = {}, []
+    for kind, backend in itertools.product(OTHER_SESSIONS, BACKENDS):
+        name, path = f"{kind}-{backend}", reports / f"session-{kind}-{backend}.json"
+        if not path.is_file():
+            out[name] = "not run"
             continue
-        values, dtype, atol_for = expected
-        # Underflow range: the oracle value is subnormal, or some backend's tolerance is mostly the floor
-        # for flushed subnormals (more than twice the IEEE tolerance, which has a negligible floor).
-        with np.errstate(invalid="ignore"):
-            underflow = (np.abs(values) < tolerance.TINY[dtype]) | np.any(
-                [atol_for(b) > 2 * atol_for(None) for b in runs], axis=0
-            )
-        row = {"key": key, "dtype": dtype, "backends": {}, "pairs": {}, "ok": True}
-        for backend, run in runs.items():
-            entry = run["numeric"].get(key)
-            if entry is None:
-                continue
-            atol = atol_for(backend)
-            result = _agree(entry["values"], values, atol, underflow)
-            result["max_atol"] = float(np.max(atol, initial=0.0))
-            result["dtype"] = entry["dtype"]
-            if entry["dtype"] != dtype:
-                result["ok"] = False
-                wrong_dtypes.setdefault(backend, []).append(f"{key}: {entry['dtype']}, expected {dtype}")
-            row["backends"][backend] = result
-            row["ok"] &= result["ok"]
-        for a, b in itertools.combinations([b for b in BACKENDS if b in row["backends"]], 2):
-            atol = atol_for(a) + atol_for(b)
-            result = _agree(runs[a]["numeric"][key]["values"], runs[b]["numeric"][key]["values"], atol, underflow)
-            row["pairs"][f"{a}~{b}"] = result
-            row["ok"] &= result["ok"]
-        rows.append(row)
-    for backend, wrong in wrong_dtypes.items():
-        problems.append(
-            f"{backend}: {len(wrong)} observations came out in the wrong dtype (e.g. {'; '.join(wrong[:2])})"
-        )
-    bad_rows = [r["key"] for r in rows if not r["ok"]]
-    if bad_rows:
-        problems.append(
-            f"{len(bad_rows)} numeric rows out of tolerance or disagreeing (e.g. {', '.join(bad_rows[:3])})"
-        )
-    expected_errors = golden.load_errors(manifest)
-    error_rows = []
-    for key in sorted(set().union(*(run["errors"] for run in runs.values()))) if runs else []:
-        seen = {b: run["errors"].get(key) for b, run in runs.items() if key in run["errors"]}
-        ok = all(v == expected_errors.get(key) for v in seen.values())
-        error_rows.append({"key": key, "expected": expected_errors.get(key), "observed": seen, "ok": ok})
-    bad_errors = [r["key"] for r in error_rows if not r["ok"]]
-    if bad_errors:
-        problems.append(f"{len(bad_errors)} error checks differ from the catalogue (e.g. {', '.join(bad_errors[:3])})")
+        record = observed.load(path)
+        if record.get("backend") != backend:
+            out[name] = f"FAILED (its record is a {record.get('backend')} session's)"
+        elif record.get("exit_status") != 0:
+            out[name] = f"FAILED (pytest exit status {record.get('exit_status')}, {record.get('failed', '?')} failed)"
+        else:
+            out[name] = "passed"
+        if out[name] != "passed":
+            problems.append(f"{name}: {out[name]}")
+    return out, problems
+
+
+def build(reports: Path, version_set: str | None = None) -> dict:
+    version_set = version_set or expected_version_set(reports)
+    runs, problems = read(reports)
+    problems += judge_sessions(runs, version_set)
+    rows, error_rows, compare_problems = compare(runs)
+    problems += compare_problems
+    others, other_problems = scope(reports)
+    problems += other_problems
 
     summary_by_dtype = {}
     for row in rows:
@@ -277,19 +368,20 @@ def build(reports: Path) -> dict:
     return {
         "ok": not problems,
         "problems": problems,
-        "layer": {b: run.get("layer") for b, run in runs.items()},
+        "version_set": version_set,
+        "scope": {**{f"tests-{b}": "recorded" if b in runs else "not run" for b in BACKENDS}, **others},
+        "layer": {b: run["layer"] for b, run in runs.items()},
         "backends": {
             b: {
-                "keras": run["keras"],
-                "versions": run.get("versions", {}),
-                "session": run.get("session"),
+                "keras": run["versions"].get("keras"),
+                "versions": run["versions"],
+                "session": run["session"],
                 "numeric": len(run["numeric"]),
                 "errors": len(run["errors"]),
             }
             for b, run in runs.items()
         },
         "missing": [b for b in BACKENDS if b not in runs],
-        "version_set": sorted({str(run.get("version_set")) for run in runs.values()}),
         "upstream_differences": upstream_differences(runs),
         "summary_by_dtype": summary_by_dtype,
         "rows": rows,
@@ -305,12 +397,22 @@ def _verdict(report: dict) -> list[str]:
     lines = [f"**Result: {'PASS' if report['ok'] else 'FAIL'}**"]
     if report["ok"]:
         lines.append(
-            "All three backends ran the whole suite and passed; every observation is within tolerance of "
-            "the oracle and of the other backends; every error text is identical to the catalogue."
+            f"All three backends ran the whole suite (version set {report['version_set']!r}) and passed; every "
+            "declared observation is within tolerance of the oracle and of the other backends; every error text is "
+            "identical to the catalogue."
         )
     else:
         lines += ["", "Why:"] + [f"- {p}" for p in report["problems"]]
+    lines += ["", "Scope: " + _scope_line(report)]
     return lines
+
+
+def _scope_line(report: dict) -> str:
+    """Which sessions the verdict covers; a session that did not record is "not run", never a PASS."""
+    by_state = {}
+    for name, state in report["scope"].items():
+        by_state.setdefault(state, []).append(name)
+    return "; ".join(f"{state}: {', '.join(names)}" for state, names in by_state.items())
 
 
 def markdown(report: dict) -> str:
@@ -381,7 +483,7 @@ def markdown(report: dict) -> str:
         )
     lines += [
         "",
-        f"## Upstream behaviour (version set {', '.join(report['version_set'])})",
+        f"## Upstream behaviour (version set {report['version_set']})",
         "",
         "The keras.ops dtypes the layer relies on (conformance/upstream.py) that differ from the pinned set's:",
         "",
@@ -411,7 +513,7 @@ def summary(report: dict) -> str:
             f"numeric rows, {bad} out of tolerance; {info['errors']:>4} error checks"
         )
     for b in report["missing"]:
-        out.append(f"  {b:<11} MISSING: no observed-{b}.json (run nox -s tests-{b})")
+        out.append(f"  {b:<11} MISSING: no usable observed-{b}.json (run nox -s tests-{b}; the reasons below)")
     for dtype, s in sorted(report["summary_by_dtype"].items()):
         worst = max(s["err_over_tol"].values(), default=0.0)
         out.append(
@@ -420,6 +522,7 @@ def summary(report: dict) -> str:
         )
     for d in report["upstream_differences"]:
         out.append(f"  upstream: {d}")
+    out.append(f"  scope: {_scope_line(report)}")
     out.append(f"  RESULT: {'PASS' if report['ok'] else 'FAIL'}")
     out += [f"    - {p}" for p in report["problems"]]
     return "\n".join(out)

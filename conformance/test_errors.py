@@ -6,7 +6,7 @@ import builtins
 
 import pytest
 
-from conformance import assertions, bad_inputs, target
+from conformance import assertions, bad_inputs, expected, target
 
 PAIRS = [(case, mode) for case in bad_inputs.CATALOGUE for mode in case.modes]
 
@@ -18,11 +18,13 @@ def expected_errors(golden_manifest):
     return golden.load_errors(golden_manifest)
 
 
-@pytest.mark.parametrize("case,mode", PAIRS, ids=[f"{c.id}/{m}" for c, m in PAIRS])
+@pytest.mark.observes(lambda case, mode: [expected.error_check(case, mode)])
+@pytest.mark.parametrize("case,mode", PAIRS, ids=[expected.error_check(c, m).key for c, m in PAIRS])
 def test_bad_input(case, mode, expected_errors, observer):
     exc = bad_inputs.run(case, mode, target.HyperZZWOperator)
-    observer.error(f"{case.id}/{mode}", exc)
-    expected_type, expected_message = expected_errors[f"{case.id}/{mode}"]
+    check = expected.error_check(case, mode)
+    observer.error(check, exc)
+    expected_type, expected_message = expected_errors[check.key]
     assertions.assert_error(exc, getattr(builtins, expected_type), expected_message, f"{case.id}/{mode}")
 
 

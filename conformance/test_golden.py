@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 
-from conformance import assertions, backend, cases, golden, runner, tolerance
+from conformance import assertions, backend, cases, expected, golden, runner, tolerance
 
 COMPILER_NAME, _ = backend.COMPILERS["jit"]
 
@@ -32,13 +32,14 @@ def _check_signed_zeros(actual, arrays, case):
         )
 
 
-@pytest.mark.parametrize("mode", ["eager", "jit"], ids=["eager", COMPILER_NAME])
+@pytest.mark.observes(lambda case, mode: [expected.golden_output(case, mode)])
+@pytest.mark.parametrize("mode", expected.OUTPUT_MODES, ids=["eager", COMPILER_NAME])
 @pytest.mark.parametrize("case", cases.CASES, ids=lambda c: c.id)
 def test_output(case, mode, golden_manifest, observer):
     arrays = golden.load_case(case, golden_manifest)
     out = runner.run_case(arrays, case.dtype, mode, case.context_dtype)
     actual = backend.to_numpy(out)
-    observer.numeric(f"{case.id}/output/{mode}", actual, backend.dtype_of(out))
+    observer.numeric(expected.golden_output(case, mode), actual, backend.dtype_of(out))
     assertions.assert_dtype(backend.dtype_of(out), case.dtype, case.id)
     atol = tolerance.forward_atol(arrays["x"], arrays["context"], arrays["kernel"], case.dtype, backend.NAME)
     assertions.assert_close(actual, arrays["output"], atol, case.id)
@@ -46,6 +47,7 @@ def test_output(case, mode, golden_manifest, observer):
         _check_signed_zeros(actual, arrays, case)
 
 
+@pytest.mark.observes(lambda case: expected.golden_gradients(case))
 @pytest.mark.parametrize("case", cases.CASES, ids=lambda c: c.id)
 def test_gradients(case, golden_manifest, observer):
     arrays = golden.load_case(case, golden_manifest)
@@ -58,7 +60,7 @@ def test_gradients(case, golden_manifest, observer):
             assert name not in arrays
             continue
         actual = backend.to_numpy(grad)
-        observer.numeric(f"{case.id}/{name}/grad", actual, backend.dtype_of(grad))
+        observer.numeric(expected.golden_gradient(case, name), actual, backend.dtype_of(grad))
         assertions.assert_dtype(backend.dtype_of(grad), case.dtype, f"{case.id} {name}")
         assertions.assert_close(actual, arrays[name], atol, case.id, what=name)
 

@@ -1,6 +1,7 @@
 """The cross-backend report says PASS only on complete, passing, agreeing data (no Keras backend needed:
-the `golden_check` session runs this file). Each test builds the three backends' observation records from
-the oracle itself, breaks one thing the way a real session would, and checks the verdict and its reason."""
+the `golden_check` session runs this file). Each test builds the three backends' records (a session record and
+two workers' parts each) from the declared observations and the oracle itself, breaks one thing the way a
+real session (or a careless hand) would, and checks the verdict and its reason."""
 
 from __future__ import annotations
 
@@ -10,52 +11,56 @@ import json
 import numpy as np
 import pytest
 
-from conformance import cases, golden, observed, report, upstream
+from conformance import expected, golden, observed, report, upstream
 
 LAYER = {"path": "/src/hyperzzw/layer.py", "sha256": "ab" * 32}
+WORKERS = ("gw0", "gw1")
 
 
 def _record(backend: str) -> dict:
-    """What a complete, passing session of `backend` records, with every value equal to the oracle's."""
-    numeric = {}
-    training = golden.load_npz("training.npz")
-    want_numeric, want_errors = report.expected_keys()
-    for key in want_numeric:
-        name, quantity, _ = key.split("/")
-        if name == "training":
-            values = training[quantity] if quantity == "losses" else training[quantity][1:]
-            dtype = cases.TRAINING.dtype
-        else:
-            saved = name.startswith(("keras-file-", "weights-file-", "saved-"))
-            case = cases.by_id(golden.KERAS_CASE if saved else name)
-            values, dtype = golden.load_case(case)[quantity], case.dtype
-        numeric[key] = {"dtype": dtype, "shape": list(values.shape), "values": values.ravel().tolist()}
+    """What a complete, passing session of `backend` records, with every value equal to the oracle's: the
+    session record and two parts, the declared observations split between them."""
+    run = f"host:{1000 + report.BACKENDS.index(backend)}:1"
     errors = golden.load_errors()
-    return {
+    header = {
+        "kind": "part",
         "backend": backend,
-        "keras": "3.15.1",
         "version_set": "pinned",
+        "run": run,
         "keras_distributions": ["keras"],
         "versions": {"keras": "3.15.1", backend: "1.0", "numpy": np.__version__, "python": "3.11"},
         "layer": dict(LAYER),
-        "session": {
-            "exit_status": 0,
-            "args": [],
-            "keyword": "",
-            "markexpr": "",
-            "deselected": 0,
-            "collected": 409,
-            "failed": 0,
-            "paths_given": False,
-            "maxfail": 0,
-            "complete": True,
-        },
-        "numeric": numeric,
-        "errors": {key: errors[key] for key in want_errors},
-        "upstream": {
-            probe_id: upstream.expected(backend, report.PINNED_KERAS, probe_id)[0] for probe_id in upstream.probe_ids()
-        },
+        "collected": 636,
+        "deselected": 0,
     }
+    parts = {w: {**copy.deepcopy(header), "worker": w, "numeric": {}, "errors": {}, "upstream": {}} for w in WORKERS}
+    for i, observation in enumerate(expected.NUMERIC.values()):
+        values, dtype, _ = observation.reference()
+        entry = {"dtype": dtype, "shape": list(values.shape), "values": values.ravel().tolist()}
+        parts[WORKERS[i % 2]]["numeric"][observation.key] = entry
+    for i, check in enumerate(expected.ERRORS.values()):
+        parts[WORKERS[i % 2]]["errors"][check.key] = errors[check.key]
+    parts["gw0"]["upstream"] = {
+        probe_id: upstream.expected(backend, report.PINNED_KERAS, probe_id)[0] for probe_id in upstream.probe_ids()
+    }
+    session = {
+        "kind": "session",
+        "backend": backend,
+        "version_set": "pinned",
+        "run": run,
+        "workers": list(WORKERS),
+        "exit_status": 0,
+        "args": [],
+        "keyword": "",
+        "markexpr": "",
+        "deselected": 0,
+        "collected": 636,
+        "failed": 0,
+        "paths_given": False,
+        "maxfail": 0,
+        "stopped_early": False,
+    }
+    return {"session": session, "parts": parts}
 
 
 @pytest.fixture(scope="module")
@@ -63,20 +68,24 @@ def records() -> dict:
     return {b: _record(b) for b in report.BACKENDS}
 
 
-def _report(tmp_path, records: dict) -> dict:
+def _write(folder, records: dict) -> None:
     for backend, record in records.items():
-        (tmp_path / f"observed-{backend}.json").write_text(json.dumps(record, allow_nan=True))
-    result = report.build(tmp_path)
+        path = folder / f"observed-{backend}.json"
+        path.write_text(json.dumps(record["session"], allow_nan=True))
+        parts = observed.parts_dir(path)
+        parts.mkdir(exist_ok=True)
+        for worker, part in record["parts"].items():
+            (parts / f"{worker}.json").write_text(json.dumps(part, allow_nan=True))
+
+
+def _report(folder, records: dict, **kwargs) -> dict:
+    _write(folder, records)
+    result = report.build(folder, **kwargs)
     text = report.markdown(result)
     verdict = "PASS" if result["ok"] else "FAIL"
     assert text.splitlines()[2] == f"**Result: {verdict}**" and text.rstrip().endswith(f"**Result: {verdict}**")
     assert report.summary(result).count(f"RESULT: {verdict}") == 1
     return result
-
-
-def test_complete_agreeing_records_pass(tmp_path, records):
-    result = _report(tmp_path, records)
-    assert result["ok"], result["problems"]
 
 
 def _broken(records, backend, edit) -> dict:
@@ -85,84 +94,148 @@ def _broken(records, backend, edit) -> dict:
     return out
 
 
+def _each_part(edit):
+    def apply(record):
+        for part in record["parts"].values():
+            edit(part)
+
+    return apply
+
+
+def test_complete_agreeing_records_pass(tmp_path, records):
+    result = _report(tmp_path, records)
+    assert result["ok"], result["problems"]
+    assert result["scope"]["tests-jax"] == "recorded" and result["scope"]["export-jax"] == "not run"
+
+
+def test_every_declared_observation_has_its_reference():
+    """A declaration without reference data (a case or file the golden data lacks) fails here, in
+    golden_check; and every key is unique, built by the declaration alone."""
+    for observation in expected.NUMERIC.values():
+        values, dtype, atol = observation.reference()
+        assert np.shape(atol(None)) in ((), np.shape(values)) and dtype in golden.cases.FLOAT_DTYPES, observation
+    errors = golden.load_errors()
+    assert set(expected.ERRORS) == set(errors)
+    assert len(expected.ALL) == len(expected.NUMERIC) + len(expected.ERRORS)
+
+
+def test_recording_an_undeclared_observation_fails():
+    with pytest.raises(KeyError, match="not a declared observation"):
+        expected.golden_output(golden.cases.CASES[0], "traced")
+    with pytest.raises(KeyError, match="not a declared observation"):
+        expected.saved_format("onnx")
+
+
+def test_a_declared_observation_without_a_test_is_named():
+    everything = set(expected.ALL.values())
+    assert expected.check_producers(everything) == []
+    one = expected.training("losses", "jit")
+    assert expected.check_producers(everything - {one}) == [one.key]
+
+
 def test_a_failed_session_fails_the_report(tmp_path, records):
     def failed(r):
         r["session"].update(exit_status=1, failed=3)
 
     result = _report(tmp_path, _broken(records, "torch", failed))
-    assert not result["ok"]
     assert result["problems"] == ["torch: the test session failed (pytest exit status 1, 3 failed)"]
 
 
 def test_a_missing_backend_fails_the_report(tmp_path, records):
     result = _report(tmp_path, {b: r for b, r in records.items() if b != "tensorflow"})
-    assert not result["ok"]
     assert result["problems"][0] == (
         f"tensorflow: no observations ({tmp_path / 'observed-tensorflow.json'} is "
         "missing: its session did not run, or crashed before it ended)"
     )
+    assert result["scope"]["tests-tensorflow"] == "not run"
+
+
+def test_a_crashed_worker_fails_the_report(tmp_path, records):
+    """A worker that crashed wrote no part: the report names it, and the observations it held are missing."""
+    _write(tmp_path, records)
+    (observed.parts_dir(tmp_path / "observed-jax.json") / "gw1.json").unlink()
+    result = report.build(tmp_path)
+    assert not result["ok"]
+    assert result["problems"][0].startswith("jax: worker gw1's part of the record is missing")
+    assert any(p.startswith("jax: ") and "expected observations missing" in p for p in result["problems"])
 
 
 def test_a_subset_run_fails_the_report(tmp_path, records):
     def subset(r):
-        r["session"].update(keyword="golden", deselected=399, complete=False)
-        r["numeric"] = dict(list(r["numeric"].items())[:10])
+        r["session"].update(keyword="golden")
+        for part in r["parts"].values():
+            part.update(deselected=399, numeric=dict(list(part["numeric"].items())[:5]))
 
     result = _report(tmp_path, _broken(records, "jax", subset))
-    assert not result["ok"]
     assert "jax: the session ran a subset of the suite (-k 'golden', 399 tests deselected)" in result["problems"]
     assert any(p.startswith("jax: ") and "expected observations missing" in p for p in result["problems"])
 
 
 def test_a_missing_observation_fails_the_report(tmp_path, records):
-    result = _report(tmp_path, _broken(records, "jax", lambda r: r["numeric"].pop("rank2-float64/dx/grad")))
-    assert result["problems"] == ["jax: 1 expected observations missing (e.g. rank2-float64/dx/grad)"]
-    result = _report(tmp_path, _broken(records, "jax", lambda r: r["errors"].popitem()))
+    key = expected.golden_gradient(golden.cases.by_id("rank2-float64"), "dx").key
+    result = _report(tmp_path, _broken(records, "jax", _each_part(lambda p: p["numeric"].pop(key, None))))
+    assert result["problems"] == [f"jax: 1 expected observations missing (e.g. {key})"]
+    result = _report(tmp_path, _broken(records, "jax", lambda r: r["parts"]["gw0"]["errors"].popitem()))
     assert not result["ok"] and "expected observations missing" in result["problems"][0]
+
+
+def test_an_undeclared_observation_fails_the_report(tmp_path, records):
+    def extra(r):
+        r["parts"]["gw0"]["numeric"]["rank2-float32/output/traced"] = r["parts"]["gw0"]["numeric"][
+            next(iter(r["parts"]["gw0"]["numeric"]))
+        ]
+
+    result = _report(tmp_path, _broken(records, "torch", extra))
+    assert result["problems"] == [
+        "torch: 1 observations the declaration does not know (e.g. rank2-float32/output/traced)"
+    ]
 
 
 def test_a_wrong_dtype_fails_the_report(tmp_path, records):
     """A layer that computes in float32 gives float32 outputs for float64 cases, with values that may well
     be within the float64 tolerance of zero-error rows; the recorded dtype must be compared."""
+    key = expected.golden_output(golden.cases.by_id("rank2-float64"), "eager").key
 
-    def float32(r):
-        r["numeric"]["rank2-float64/output/eager"]["dtype"] = "float32"
+    def float32(part):
+        if key in part["numeric"]:
+            part["numeric"][key]["dtype"] = "float32"
 
-    result = _report(tmp_path, _broken(records, "tensorflow", float32))
+    result = _report(tmp_path, _broken(records, "tensorflow", _each_part(float32)))
     assert result["problems"][0] == (
-        "tensorflow: 1 observations came out in the wrong dtype (e.g. rank2-float64/output/eager: float32, "
-        "expected float64)"
+        f"tensorflow: 1 observations came out in the wrong dtype (e.g. {key}: float32, expected float64)"
     )
 
 
 def test_different_layer_files_fail_the_report(tmp_path, records):
-    def other(r):
-        r["layer"] = {"path": "/elsewhere/hyperzzw.py", "sha256": "cd" * 32}
+    def other(part):
+        part["layer"] = {"path": "/elsewhere/hyperzzw.py", "sha256": "cd" * 32}
 
-    result = _report(tmp_path, _broken(records, "torch", other))
-    assert len(result["problems"]) == 1 and result["problems"][0].startswith(
-        "the backends tested different layer files"
-    )
+    result = _report(tmp_path, _broken(records, "torch", _each_part(other)))
+    assert len(result["problems"]) == 1 and result["problems"][0].startswith("the backends tested different layer")
 
 
 def test_a_value_out_of_tolerance_fails_the_report(tmp_path, records):
-    def drift(r):
-        entry = r["numeric"]["rank2-float32/output/jit"]
-        entry["values"] = (np.asarray(entry["values"]) * (1 + 1e-5)).tolist()
+    key = expected.golden_output(golden.cases.by_id("rank2-float32"), "jit").key
 
-    result = _report(tmp_path, _broken(records, "jax", drift))
+    def drift(part):
+        if key in part["numeric"]:
+            entry = part["numeric"][key]
+            entry["values"] = (np.asarray(entry["values"]) * (1 + 1e-5)).tolist()
+
+    result = _report(tmp_path, _broken(records, "jax", _each_part(drift)))
     assert not result["ok"] and result["problems"][0].startswith("1 numeric rows out of tolerance")
-    row = next(r for r in result["rows"] if r["key"] == "rank2-float32/output/jit")
+    row = next(r for r in result["rows"] if r["key"] == key)
     assert row["backends"]["jax"]["err_over_tol"] > 1 >= row["backends"]["torch"]["err_over_tol"]
 
 
 def test_a_differing_error_text_fails_the_report(tmp_path, records):
     def reworded(r):
-        key = sorted(r["errors"])[0]
-        r["errors"][key] = [r["errors"][key][0], r["errors"][key][1] + "!"]
+        errors = r["parts"]["gw1"]["errors"]
+        key = sorted(errors)[0]
+        errors[key] = [errors[key][0], errors[key][1] + "!"]
 
     result = _report(tmp_path, _broken(records, "jax", reworded))
-    assert result["problems"] == [result["problems"][0]] and "error checks differ" in result["problems"][0]
+    assert len(result["problems"]) == 1 and "error checks differ" in result["problems"][0]
 
 
 def test_no_record_at_all_fails(tmp_path):
@@ -173,16 +246,155 @@ def test_no_record_at_all_fails(tmp_path):
 def test_underflow_rows_do_not_set_the_relative_headline(tmp_path, records):
     """A flushing backend returns 0 where the oracle has a subnormal result: that is reported in the
     `underflow` column, and the dtype's relative figure stays the normal-range one."""
+    key = expected.golden_output(golden.cases.by_id("subnormal-float32"), "eager").key
 
-    def flush(r):
-        entry = r["numeric"]["subnormal-float32/output/eager"]
-        values = np.asarray(entry["values"])
-        values[np.abs(values) < 2.0**-126] = 0.0
-        entry["values"] = values.tolist()
+    def flush(part):
+        if key in part["numeric"]:
+            values = np.asarray(part["numeric"][key]["values"])
+            values[np.abs(values) < 2.0**-126] = 0.0
+            part["numeric"][key]["values"] = values.tolist()
 
-    result = _report(tmp_path, _broken(records, "jax", flush))
+    result = _report(tmp_path, _broken(records, "jax", _each_part(flush)))
     s = result["summary_by_dtype"]["float32"]
     assert s["underflow_abs"] > 0 and s["max_rel"] < 1e-6
+
+
+# --- who made a record ---------------------------------------------------------------------------------------
+
+
+def test_a_record_filed_under_another_backend_fails_the_report(tmp_path, records):
+    """observed-torch.json (and its parts) copied over observed-tensorflow.json: torch compared with itself
+    must not pass."""
+    misfiled = dict(records, tensorflow=copy.deepcopy(records["torch"]))
+    result = _report(tmp_path, misfiled)
+    assert result["problems"][0] == (
+        f"{tmp_path / 'observed-tensorflow.json'} holds the record of a torch session, not of tensorflow"
+    )
+
+
+def test_parts_of_another_session_fail_the_report(tmp_path, records):
+    """A part left from another run (or copied in) is not this session's."""
+
+    def stale(part):
+        part["run"] = "host:1:0"
+
+    result = _report(tmp_path, _broken(records, "jax", lambda r: stale(r["parts"]["gw1"])))
+    assert result["problems"][0].startswith(f"{observed.parts_dir(tmp_path / 'observed-jax.json') / 'gw1.json'} is not")
+
+
+def test_records_of_one_session_under_two_backends_fail_the_report(tmp_path, records):
+    """A torch record relabelled as tensorflow (backend fields edited to match): one run id, two backends."""
+    relabelled = copy.deepcopy(records["torch"])
+    relabelled["session"]["backend"] = "tensorflow"
+    for part in relabelled["parts"].values():
+        part["backend"] = "tensorflow"
+        part["versions"] = {**part["versions"], "tensorflow": part["versions"].pop("torch")}
+    result = _report(tmp_path, dict(records, tensorflow=relabelled))
+    assert "the records of torch and tensorflow come from one session (run host:1001:1)" in result["problems"]
+
+
+def test_byte_identical_records_fail_the_report(tmp_path, records):
+    _write(tmp_path, records)
+    parts = observed.parts_dir(tmp_path / "observed-torch.json")
+    (parts / "gw1.json").write_bytes((parts / "gw0.json").read_bytes())
+    result = report.build(tmp_path)
+    assert any(
+        p.startswith("byte-identical records: observed-torch.json/gw0, observed-torch.json/gw1")
+        for p in result["problems"]
+    )
+
+
+# --- one version set at a time -------------------------------------------------------------------------------
+
+
+def test_records_of_different_version_sets_fail_the_report(tmp_path, records):
+    """One report covers one version set: an oldest-set jax record beside pinned torch and tensorflow records
+    must not pass, even with every observation present and agreeing."""
+
+    def oldest(r):
+        r["session"]["version_set"] = "oldest"
+        for part in r["parts"].values():
+            part.update(version_set="oldest", versions={**part["versions"], "keras": "3.13.1"})
+
+    result = _report(tmp_path, _broken(records, "jax", oldest))
+    assert result["problems"] == [
+        "jax: version set 'oldest' in its session record; this report is for 'pinned'",
+        "jax: version set 'oldest' in its parts; this report is for 'pinned'",
+        "the records come from different keras versions: jax 3.13.1, torch 3.15.1, tensorflow 3.15.1",
+    ]
+
+
+def test_a_record_with_another_numpy_fails_the_report(tmp_path, records):
+    def numpy(part):
+        part["versions"] = {**part["versions"], "numpy": "2.3.0"}
+
+    result = _report(tmp_path, _broken(records, "torch", _each_part(numpy)))
+    assert result["problems"] == [
+        f"the records come from different numpy versions: jax {np.__version__}, torch 2.3.0, "
+        f"tensorflow {np.__version__}"
+    ]
+
+
+def test_the_version_set_is_the_folders(tmp_path, records):
+    """reports/nightly holds the nightly set: pinned records filed there are refused."""
+    folder = tmp_path / "nightly"
+    folder.mkdir()
+    result = _report(folder, records)
+    assert "jax: version set 'pinned' in its session record; this report is for 'nightly'" in result["problems"]
+
+
+def test_a_nightly_record_whose_keras_is_the_release_fails_the_report(tmp_path, records):
+    """In a venv holding keras-nightly, installing tensorflow-cpu pulls the `keras` release in beside it; a
+    session that then imports the release is not a nightly session, whatever its set is called."""
+    nightly = copy.deepcopy(records)
+    for r in nightly.values():
+        r["session"]["version_set"] = "nightly"
+        for part in r["parts"].values():
+            part.update(version_set="nightly", keras_distributions=["keras-nightly"])
+    assert _report(tmp_path, nightly, version_set="nightly")["ok"]
+
+    def both(part):
+        part["keras_distributions"] = ["keras", "keras-nightly"]
+
+    result = _report(tmp_path, _broken(nightly, "tensorflow", _each_part(both)), version_set="nightly")
+    assert result["problems"] == [
+        "tensorflow: its keras module came from ['keras', 'keras-nightly'], expected ['keras-nightly'] for version "
+        "set 'nightly'"
+    ]
+
+
+def test_upstream_differences_are_listed(tmp_path, records):
+    def downcast(r):
+        r["parts"]["gw0"]["upstream"]["multiply/float64"] = "float32"
+
+    result = _report(tmp_path, _broken(records, "torch", downcast))
+    assert result["ok"]  # the canary test fails the session itself; the report lists what differs
+    assert result["upstream_differences"] == [
+        f"torch: keras.ops multiply/float64 gives float32 (keras 3.15.1); float64 in the pinned set (keras "
+        f"{report.PINNED_KERAS})"
+    ]
+    assert "multiply/float64 gives float32" in report.markdown(result)
+
+
+# --- scope ---------------------------------------------------------------------------------------------------
+
+
+def test_the_verdict_names_its_scope(tmp_path, records):
+    """Export and distributed sessions that recorded are in the scope with how they ended; the others are
+    "not run", never a PASS; a failed one fails the report."""
+    _write(tmp_path, records)
+    session = dict(records["jax"]["session"], backend="jax", exit_status=0)
+    (tmp_path / "session-export-jax.json").write_text(json.dumps(session))
+    result = report.build(tmp_path)
+    assert result["ok"] and result["scope"]["export-jax"] == "passed"
+    assert result["scope"]["distributed-torch"] == "not run"
+    line = report.summary(result).splitlines()[-2]
+    assert line.startswith("  scope: recorded: tests-jax, tests-torch, tests-tensorflow; passed: export-jax; not run:")
+    (tmp_path / "session-distributed-torch.json").write_text(
+        json.dumps(dict(session, backend="torch", exit_status=1, failed=2))
+    )
+    result = report.build(tmp_path)
+    assert result["problems"] == ["distributed-torch: FAILED (pytest exit status 1, 2 failed)"]
 
 
 def test_observations_round_trip(tmp_path):
@@ -197,68 +409,3 @@ def test_observations_round_trip(tmp_path):
     )
     data = observed.load(path)
     assert data["numeric"]["a/output/eager"]["values"].shape == (2,)
-
-
-def test_records_of_different_version_sets_fail_the_report(tmp_path, records):
-    """One report covers one version set: an oldest-set jax record beside pinned torch and tensorflow records
-    must not pass, even with every observation present and agreeing."""
-
-    def oldest(r):
-        r["version_set"] = "oldest"
-        r["keras"] = r["versions"]["keras"] = "3.13.1"
-
-    result = _report(tmp_path, _broken(records, "jax", oldest))
-    assert result["problems"] == [
-        "the records come from different version sets: jax oldest, torch pinned, tensorflow pinned",
-        "the records come from different keras versions: jax 3.13.1, torch 3.15.1, tensorflow 3.15.1",
-    ]
-
-
-def test_a_record_with_another_numpy_fails_the_report(tmp_path, records):
-    def numpy(r):
-        r["versions"]["numpy"] = "2.3.0"
-
-    result = _report(tmp_path, _broken(records, "torch", numpy))
-    assert result["problems"] == [
-        f"the records come from different numpy versions: jax {np.__version__}, torch 2.3.0, "
-        f"tensorflow {np.__version__}"
-    ]
-
-
-def test_a_nightly_record_whose_keras_is_the_release_fails_the_report(tmp_path, records):
-    """In a venv holding keras-nightly, installing tensorflow-cpu pulls the `keras` release in beside it; a
-    session that then imports the release is not a nightly session, whatever its set is called."""
-    nightly = copy.deepcopy(records)
-    for r in nightly.values():
-        r["version_set"] = "nightly"
-        r["keras_distributions"] = ["keras-nightly"]
-    assert _report(tmp_path, nightly)["ok"]
-
-    def both(r):
-        r["keras_distributions"] = ["keras", "keras-nightly"]
-
-    result = _report(tmp_path, _broken(nightly, "tensorflow", both))
-    assert result["problems"] == [
-        "tensorflow: its keras module came from ['keras', 'keras-nightly'], expected "
-        "['keras-nightly'] for version set 'nightly'"
-    ]
-
-
-def test_a_record_filed_under_another_backend_fails_the_report(tmp_path, records):
-    """observed-torch.json copied over observed-tensorflow.json: torch compared with itself must not pass."""
-    misfiled = dict(records, tensorflow=copy.deepcopy(records["torch"]))
-    result = _report(tmp_path, misfiled)
-    assert "observed-tensorflow.json holds the record of a torch session" in result["problems"][0]
-
-
-def test_upstream_differences_are_listed(tmp_path, records):
-    def downcast(r):
-        r["upstream"]["multiply/float64"] = "float32"
-
-    result = _report(tmp_path, _broken(records, "torch", downcast))
-    assert result["ok"]  # the canary test fails the session itself; the report lists what differs
-    assert result["upstream_differences"] == [
-        f"torch: keras.ops multiply/float64 gives float32 (keras 3.15.1); float64 in the pinned set (keras "
-        f"{report.PINNED_KERAS})"
-    ]
-    assert "multiply/float64 gives float32" in report.markdown(result)

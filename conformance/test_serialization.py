@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from conformance import assertions, backend, cases, golden, tolerance
+from conformance import assertions, backend, cases, expected, golden, tolerance
 from conformance.target import HyperZZWOperator
 
 FULL_KWARGS = dict(
@@ -81,6 +81,7 @@ def _release(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
 
 
+@pytest.mark.observes(lambda saved_by: [expected.keras_file(saved_by)])
 @pytest.mark.parametrize("saved_by", golden.KERAS_BACKENDS)
 def test_golden_keras_file_from_each_backend(saved_by, tmp_path, golden_manifest, observer, request):
     """A .keras file saved on `saved_by` loads here and reproduces the oracle's output.
@@ -113,7 +114,7 @@ def test_golden_keras_file_from_each_backend(saved_by, tmp_path, golden_manifest
     np.testing.assert_array_equal(backend.to_numpy(model.get_layer("zzw").hyper_kernel), arrays["kernel"])
     out = model([backend.tensor(arrays["x"], "float32"), backend.tensor(arrays["context"], "float32")])
     actual = backend.to_numpy(out)
-    observer.numeric(f"keras-file-{saved_by}/output/eager", actual, backend.dtype_of(out))
+    observer.numeric(expected.keras_file(saved_by), actual, backend.dtype_of(out))
     atol = tolerance.forward_atol(arrays["x"], arrays["context"], arrays["kernel"], case.dtype, backend.NAME)
     assertions.assert_close(actual, arrays["output"], atol, f"{path} loaded on {backend.NAME}")
 
@@ -124,13 +125,13 @@ def _golden_inputs(golden_manifest):
     return case, arrays, [backend.tensor(arrays["x"], "float32"), backend.tensor(arrays["context"], "float32")]
 
 
-def _check_golden_model(model, observer, key, golden_manifest, what):
+def _check_golden_model(model, observer, observation, golden_manifest, what):
     """`model` holds KERAS_CASE's kernel, bit for bit, and gives the oracle's output on its inputs."""
     __tracebackhide__ = True
     case, arrays, inputs = _golden_inputs(golden_manifest)
     np.testing.assert_array_equal(backend.to_numpy(model.get_layer("zzw").hyper_kernel), arrays["kernel"], err_msg=what)
     out = model(inputs)
-    observer.numeric(key, backend.to_numpy(out), backend.dtype_of(out))
+    observer.numeric(observation, backend.to_numpy(out), backend.dtype_of(out))
     atol = tolerance.forward_atol(arrays["x"], arrays["context"], arrays["kernel"], case.dtype, backend.NAME)
     assertions.assert_close(backend.to_numpy(out), arrays["output"], atol, f"{what} on {backend.NAME}")
 
@@ -140,6 +141,7 @@ def _fresh_model():
     return golden.keras_model(HyperZZWOperator, kernel=np.zeros(cases.by_id(golden.KERAS_CASE).kernel_shape))
 
 
+@pytest.mark.observes(lambda fmt: [expected.saved_format(fmt)])
 @pytest.mark.parametrize("fmt", golden.SAVED_FORMATS)
 def test_saved_formats_round_trip(fmt, tmp_path, golden_manifest, observer):
     """`model.save_weights`/`load_weights` (.weights.h5), the legacy HDF5 `model.save("m.h5")` and
@@ -157,9 +159,10 @@ def test_saved_formats_round_trip(fmt, tmp_path, golden_manifest, observer):
         assert loaded.get_layer("zzw").get_config() == model.get_layer("zzw").get_config()
     else:
         loaded = pickle.loads(pickle.dumps(model))
-    _check_golden_model(loaded, observer, f"saved-{fmt}/output/eager", golden_manifest, fmt)
+    _check_golden_model(loaded, observer, expected.saved_format(fmt), golden_manifest, fmt)
 
 
+@pytest.mark.observes(lambda saved_by: [expected.weights_file(saved_by)])
 @pytest.mark.parametrize("saved_by", golden.KERAS_BACKENDS)
 def test_weights_saved_by_each_backend_load_here(saved_by, tmp_path, golden_manifest, observer, request):
     """The `model.weights.h5` inside the .keras file `saved_by` wrote is what `save_weights` writes there; a
@@ -170,5 +173,5 @@ def test_weights_saved_by_each_backend_load_here(saved_by, tmp_path, golden_mani
     model = _fresh_model()
     model.load_weights(tmp_path / "m.weights.h5")
     _check_golden_model(
-        model, observer, f"weights-file-{saved_by}/output/eager", golden_manifest, f".weights.h5 written on {saved_by}"
+        model, observer, expected.weights_file(saved_by), golden_manifest, f".weights.h5 written on {saved_by}"
     )

@@ -13,9 +13,16 @@ from __future__ import annotations
 import keras
 import pytest
 
-from conformance import assertions, backend, cases, golden, runner
+from conformance import assertions, backend, cases, expected, golden, runner
 
 
+def _mode(jit_compile: bool) -> str:
+    return expected.COMPILED_MODE if jit_compile else "eager"
+
+
+@pytest.mark.observes(
+    lambda jit_compile: [expected.training(q, _mode(jit_compile)) for q in expected.TRAINING_QUANTITIES]
+)
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["eager", "jit_compile"])
 def test_sgd_steps_match_the_oracle(jit_compile, golden_manifest, observer):
     t = cases.TRAINING
@@ -23,11 +30,11 @@ def test_sgd_steps_match_the_oracle(jit_compile, golden_manifest, observer):
     keras.utils.set_random_seed(0)
     model, layer, head = runner.training_model()
     runner.compile_for_training(model, jit_compile)
-    mode = "jit" if jit_compile else "eager"
+    mode = _mode(jit_compile)
     losses, kernels, ws = runner.sgd_steps(model, layer, head, data, t.steps)
-    observer.numeric(f"training/losses/{mode}", losses, t.dtype)
-    observer.numeric(f"training/kernels/{mode}", kernels, backend.dtype_of(layer.hyper_kernel))
-    observer.numeric(f"training/ws/{mode}", ws, backend.dtype_of(head.kernel))
+    observer.numeric(expected.training("losses", mode), losses, t.dtype)
+    observer.numeric(expected.training("kernels", mode), kernels, backend.dtype_of(layer.hyper_kernel))
+    observer.numeric(expected.training("ws", mode), ws, backend.dtype_of(head.kernel))
 
     where = f"training {mode}"
     assertions.assert_close(losses, data["losses"], data["loss_atol"], where, what="loss before each step")
