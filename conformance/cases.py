@@ -189,20 +189,11 @@ RECIPES = {
 }
 
 
-def output_shape(x_shape, context_shape) -> tuple:
-    """The layer's output shape: x's and the context's leading dims broadcast (a rank-2 context applies
-    at every position of x), then input_dim."""
-    lead = np.broadcast_shapes(
-        tuple(x_shape[:-1]), tuple(context_shape[:-1]) + (1,) * (len(x_shape) - len(context_shape))
-    )
-    return tuple(int(n) for n in lead) + (int(x_shape[-1]),)
-
-
 def make_inputs(case: Case) -> dict[str, np.ndarray]:
     """The case's inputs as float64 arrays holding values exactly representable in the case's dtype."""
     draws = _draws(case)
     x, context, kernel = RECIPES[case.values](case, draws)
-    cotangent = draws.uniform(-1.0, 1.0, output_shape(case.x_shape, case.context_shape)).round(case.dtype)
+    cotangent = draws.uniform(-1.0, 1.0, oracle.output_shape(case.x_shape, case.context_shape)).round(case.dtype)
     return {"x": x, "context": context, "kernel": kernel, "cotangent": cotangent}
 
 

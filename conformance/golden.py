@@ -90,13 +90,14 @@ def carriers(case: cases.Case, arrays: dict[str, np.ndarray]) -> dict[str, np.nd
 def compute_training() -> dict[str, np.ndarray]:
     """The training run's reference: from the stored state `(kernels[k], ws[k])` one exact SGD step gives
     `losses[k]` and `(kernels[k + 1], ws[k + 1])`, each rounded once to float32, with the per-step bounds
-    of `oracle.sgd_step`. Every step starts from the stored (rounded) state, so errors do not compound."""
+    of `tolerance.sgd_step_atols`. Every step starts from the stored (rounded) state, so errors do not compound."""
     t = cases.TRAINING
     data = cases.make_training_inputs(t)
     carrier = oracle.CARRIERS[t.dtype]
     kernels, ws, steps = [data["kernel"]], [data["w"]], []
     for _ in range(t.steps):
         step = oracle.sgd_step(data["x"], data["context"], data["y"], kernels[-1], ws[-1], t.learning_rate, t.dtype)
+        step.update(tolerance.sgd_step_atols(step, t.learning_rate, t.dtype))
         kernels.append(step["kernel"])
         ws.append(step["w"])
         steps.append(step)
@@ -184,7 +185,7 @@ def build() -> tuple[dict[str, bytes], dict]:
             "definition": cases.TRAINING.definition(),
             "rule": "per step k: from (kernels[k], ws[k]) one exact SGD step, rounded once to float32, gives"
             " losses[k], kernels[k + 1], ws[k + 1]; loss_atol, kernel_atol, w_atol bound a correct float32"
-            " step (conformance.oracle.sgd_step)",
+            " step (conformance.oracle.sgd_step, conformance.tolerance.sgd_step_atols)",
         },
         "sha256": {path: sha256(data) for path, data in sorted(files.items())},
     }

@@ -233,6 +233,29 @@ class Exact:
 # in a fixed summation order) evaluate the very same formula.
 
 
+def output_shape(x_shape, context_shape) -> tuple:
+    """The layer's output shape: x's and the context's leading dims broadcast (a rank-2 context applies at every
+    position of x, as `broadcast_weights` lays it out), then input_dim."""
+    context_lead = tuple(context_shape[:-1]) + (1,) * (len(x_shape) - len(context_shape))
+    lead = np.broadcast_shapes(tuple(x_shape[:-1]), context_lead)
+    return tuple(int(n) for n in lead) + (int(x_shape[-1]),)
+
+
+def symbolic_output_shape(x_shape, context_shape) -> tuple:
+    """The output shape the layer must infer from static shapes with unknown (None) dims: a known dim
+    against 1 or None is that dim, None against 1 or None is None."""
+    n = len(context_shape) - 1
+    out = []
+    for a, b in zip(x_shape[:n], context_shape[:n]):
+        if a == 1:
+            out.append(b)
+        elif b == 1 or a == b:
+            out.append(a)
+        else:
+            out.append(a if b is None else b)
+    return tuple(out) + tuple(x_shape[n:])
+
+
 def broadcast_weights(weights, x_ndim: int):
     """`context @ kernel` in x's layout: a rank-2 context's row applies at every position of x."""
     if len(weights.shape) == 2 and x_ndim > 2:
@@ -296,38 +319,22 @@ def _log2_exact(value: float, what: str) -> int:
     return exponent - 1
 
 
-def _gamma(n: int, unit_roundoff: float) -> float:
-    nu = n * unit_roundoff
-    return nu / (1 - nu)
-
-
-def sgd_step(x, context, y, kernel, w, learning_rate: float, dtype: str = "float32") -> dict[str, np.ndarray]:
-    """One full-batch SGD step of `loss = mean((HyperZZW(x, context) @ w - y) ** 2)`, exact, and the bound
-    on how far a correct implementation in `dtype` may land from it.
+def sgd_step(x, context, y, kernel, w, learning_rate: float, dtype: str = "float32") -> dict:
+    """One full-batch SGD step of `loss = mean((HyperZZW(x, context) @ w - y) ** 2)`, exact.
 
     The model is the layer, then `Dense(1, use_bias=False)` with kernel `w`, then Keras's mean squared error;
     the step is `v <- v - learning_rate * dloss/dv` for `v in (kernel, w)`. Returned, each rounded once to
-    `dtype`: the loss at `(kernel, w)` and the new `kernel` and `w`; and the elementwise bounds `loss_atol`,
-    `kernel_atol`, `w_atol` (float64, rounded upward where it matters).
-
-    The bound. With B = batch, I = input_dim, C = context_dim, the gradients are polynomials in the data and
-    weights that any evaluation order computes through at most D roundings per term (counting a k-term sum
-    as k - 1 roundings and each product as one): D = C + I + B + 4 for d/dkernel
-    (`c.T @ ((dR @ w.T) * x)`, with `dR = 2 (pred - y) / B` exact in a power-of-two batch), D = 2C + I + B + 3
-    for d/dw (`hidden.T @ dR`), D = 2C + 2I + B + 4 for the loss (`sum(R**2) / B`). So each computed value is
-    within gamma(D) times the same polynomial evaluated on absolute values (the "magnitude", computed here
-    exactly), Higham's bound for sums of products (2nd ed., 3.1 and 3.5). The update `v - lr * g` (lr a power
-    of two, so `lr * g` is exact) adds one rounding of the result, and the stored value its own rounding:
-
-        |computed v' - stored v'| <= lr * gamma(D) * G_abs * (1 + u) + 2 u |v'|
-
-    and `|computed loss - stored loss| <= gamma(D_loss) * L_abs + u |loss|`. Fused multiply-adds and any
-    summation order only remove roundings, so the bound holds for every backend and compiler. It assumes no
-    underflow in the gradients (checked here: every magnitude is far above the smallest normal value).
+    `dtype`: the loss at `(kernel, w)` and the new `kernel` and `w`. And what the step's bound needs
+    (`tolerance.sgd_step_atols`): under `"magnitudes"` the same polynomials evaluated exactly on absolute
+    values (the loss's, the two gradients', and the new values' own), rounded upward to float64; under
+    `"depths"` the most roundings any evaluation order puts on one term of each, with B = batch,
+    I = input_dim, C = context_dim (a k-term sum as k - 1 roundings, each product as one):
+    D = C + I + B + 4 for d/dkernel (`c.T @ ((dR @ w.T) * x)`, with `dR = 2 (pred - y) / B` exact in a
+    power-of-two batch), D = 2C + I + B + 3 for d/dw (`hidden.T @ dR`), D = 2C + 2I + B + 4 for the loss
+    (`sum(R**2) / B`). Raises if a gradient comes near the underflow range, which the bound assumes it does not.
     """
     batch, input_dim = np.shape(x)
     context_dim = np.shape(context)[-1]
-    u = 2.0 ** -(FORMATS[dtype][0] + 1)
     batch_log2 = _log2_exact(float(batch), "the training batch size")
     lr_log2 = _log2_exact(learning_rate, "the learning rate")
 
@@ -351,33 +358,23 @@ def sgd_step(x, context, y, kernel, w, learning_rate: float, dtype: str = "float
     for name, magnitude in (("d/dkernel", d_kernel_abs), ("d/dw", d_w_abs)):
         if np.min(magnitude.round("float64")) < 2**20 * tiny:
             raise ValueError(f"the training case's {name} comes near the underflow range; the bound assumes not")
-
-    lr = learning_rate
-    d_loss, d_kernel_n, d_w_n = (
-        2 * context_dim + 2 * input_dim + batch + 4,
-        context_dim + input_dim + batch + 4,
-        2 * context_dim + input_dim + batch + 3,
-    )
-    # The bounds are evaluated in float64 from magnitudes rounded upward; the factor (1 + 2**-50) covers
-    # the few float64 roundings of these formulas themselves.
-    safety = 1 + 2.0**-50
-    loss_value = loss.round(dtype)
-    new_kernel_value, new_w_value = new_kernel.round(dtype), new_w.round(dtype)
+    up = dict(dtype="float64", upward=True)
     return {
-        "loss": loss_value,
-        "kernel": new_kernel_value,
-        "w": new_w_value,
-        "loss_atol": safety * (_gamma(d_loss, u) * loss_abs.round("float64", upward=True) + u * np.abs(loss_value)),
-        "kernel_atol": safety
-        * (
-            lr * _gamma(d_kernel_n, u) * (1 + u) * d_kernel_abs.round("float64", upward=True)
-            + 2 * u * new_kernel.abs().round("float64", upward=True)
-        ),
-        "w_atol": safety
-        * (
-            lr * _gamma(d_w_n, u) * (1 + u) * d_w_abs.round("float64", upward=True)
-            + 2 * u * new_w.abs().round("float64", upward=True)
-        ),
+        "loss": loss.round(dtype),
+        "kernel": new_kernel.round(dtype),
+        "w": new_w.round(dtype),
+        "magnitudes": {
+            "loss": loss_abs.round(**up),
+            "d_kernel": d_kernel_abs.round(**up),
+            "d_w": d_w_abs.round(**up),
+            "new_kernel": new_kernel.abs().round(**up),
+            "new_w": new_w.abs().round(**up),
+        },
+        "depths": {
+            "loss": 2 * context_dim + 2 * input_dim + batch + 4,
+            "d_kernel": context_dim + input_dim + batch + 4,
+            "d_w": 2 * context_dim + input_dim + batch + 3,
+        },
     }
 
 

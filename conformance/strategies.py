@@ -44,9 +44,6 @@ def shape_pairs(
     return tuple(x_lead) + (input_dim,), tuple(context_lead) + (context_dim,)
 
 
-output_shape = cases.output_shape
-
-
 def values(shape, dtype: str, magnitude: float = 4.0, smallest: float = 0.0):
     """Finite values of `dtype` in [-magnitude, magnitude], with 0, -0 and ±1 among them; non-zero values
     are at least `smallest` in magnitude."""
@@ -154,21 +151,6 @@ def random_values(seed: int, shape, dtype: str, zeros: float = 0.1) -> np.ndarra
 def symbolic(shape, mask) -> tuple:
     """`shape` with the leading dims where `mask` is true replaced by None (unknown)."""
     return tuple(None if unknown else n for n, unknown in zip(shape[:-1], mask)) + (shape[-1],)
-
-
-def symbolic_output_shape(x_shape, context_shape) -> tuple:
-    """The output shape the layer must infer from static shapes with unknown (None) dims: a known dim
-    against 1 or None is that dim, None against 1 or None is None."""
-    n = len(context_shape) - 1
-    out = []
-    for a, b in zip(x_shape[:n], context_shape[:n]):
-        if a == 1:
-            out.append(b)
-        elif b == 1 or a == b:
-            out.append(a)
-        else:
-            out.append(a if b is None else b)
-    return tuple(out) + tuple(x_shape[n:])
 
 
 # --- every rank the contract allows, with adversarial broadcast patterns --------------------------------------

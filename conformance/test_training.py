@@ -2,7 +2,7 @@
 squared error and `keras.optimizers.SGD`, eager and with Keras's `jit_compile=True`.
 
 Each step starts from the stored reference state `(kernels[k], ws[k])` and must land on `kernels[k + 1]`,
-`ws[k + 1]` (the exact step rounded once to float32) within the per-step bound `oracle.sgd_step` derives,
+`ws[k + 1]` (the exact step rounded once to float32) within the per-step bound `tolerance.sgd_step_atols` derives,
 and report `losses[k]` within `loss_atol[k]`. Starting every step from the reference keeps each bound a
 single step's rounding (a few float32 ulps of the update), so a drifted gradient shows at once instead of
 hiding in an error that compounds over steps.

@@ -46,7 +46,7 @@ import math
 
 import numpy as np
 
-from conformance import cases, oracle
+from conformance import oracle
 
 # eps: the distance from 1.0 to the next larger value of each dtype (2 ** -mantissa_bits).
 EPS = {name: 2.0**-mantissa for name, (mantissa, _, _) in oracle.FORMATS.items()}
@@ -80,7 +80,7 @@ def gamma(n: int, dtype: str) -> float:
 
 def reduction_lengths(x_shape, context_shape, kernel_shape) -> dict[str, int]:
     """The reduction length `n` of each quantity (see the module docstring)."""
-    positions = math.prod(cases.output_shape(x_shape, context_shape)[:-1])
+    positions = math.prod(oracle.output_shape(x_shape, context_shape)[:-1])
     x_positions = math.prod(x_shape[:-1])
     c_positions = math.prod(context_shape[:-1])
     context_dim, input_dim = kernel_shape
@@ -175,3 +175,29 @@ def gradient_atols(
             gamma(lengths[name] + 2, dtype) * m + _floor(lengths[name], dtype, backend_name) * f
             for name, m, f in zip(("dx", "dcontext", "dkernel"), magnitudes, floors)
         )
+
+
+def sgd_step_atols(step: dict, learning_rate: float, dtype: str) -> dict[str, np.ndarray]:
+    """The bounds on how far a correct implementation in `dtype` may land from one exact SGD step
+    (`oracle.sgd_step`): `loss_atol`, `kernel_atol`, `w_atol`, elementwise, in float64.
+
+    Each computed gradient is within gamma(D) times the same polynomial evaluated on absolute values (the
+    step's "magnitudes"), Higham's bound for sums of products (2nd ed., 3.1 and 3.5), D the step's "depths".
+    The update `v - lr * g` (lr a power of two, so `lr * g` is exact) adds one rounding of the result, and the
+    stored value its own rounding:
+
+        |computed v' - stored v'| <= lr * gamma(D) * G_abs * (1 + u) + 2 u |v'|
+
+    and `|computed loss - stored loss| <= gamma(D_loss) * L_abs + u |loss|`. Fused multiply-adds and any
+    summation order only remove roundings, so the bound holds for every backend and compiler. The bounds are
+    evaluated in float64 from magnitudes rounded upward; the factor (1 + 2**-50) covers the few float64
+    roundings of these formulas themselves.
+    """
+    u, m, d = UNIT_ROUNDOFF[dtype], step["magnitudes"], step["depths"]
+    safety = 1 + 2.0**-50
+    return {
+        "loss_atol": safety * (gamma(d["loss"], dtype) * m["loss"] + u * np.abs(step["loss"])),
+        "kernel_atol": safety
+        * (learning_rate * gamma(d["d_kernel"], dtype) * (1 + u) * m["d_kernel"] + 2 * u * m["new_kernel"]),
+        "w_atol": safety * (learning_rate * gamma(d["d_w"], dtype) * (1 + u) * m["d_w"] + 2 * u * m["new_w"]),
+    }
