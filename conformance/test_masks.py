@@ -5,13 +5,39 @@ and end to end: a masked sequence model gives the same output whatever the padde
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import keras
 import numpy as np
 import pytest
 from keras import ops
 
-from conformance import assertions, backend, oracle
+from conformance import assertions, backend, oracle, upstream
 from conformance.target import HyperZZWOperator
+
+# Known gap, Keras's: from the Keras 3.16 nightly builds on, RNN layers set `supports_masking = False`
+# (keras/src/layers/rnn/rnn.py), so Keras warns that an LSTM "does not support masking and will therefore destroy
+# the mask information" when a mask reaches it, although its call still reads the mask (the masked LSTM model's
+# output ignores the padding). Strict: when Keras stops warning, this turns red.
+_RNN_WARNS = upstream._release(keras.__version__) >= (3, 16)
+_RNN_WARNING = r"Layer '\w+' \(of type LSTM\) was passed an input with a mask attached to it"
+
+
+@pytest.mark.xfail(
+    _RNN_WARNS, raises=UserWarning, strict=True, reason="Keras 3.16 nightlies: LSTM warns it drops masks"
+)
+def test_keras_lstm_takes_a_mask_without_warning():
+    keras.layers.LSTM(3)(keras.layers.Masking()(keras.Input((6, 4))))
+
+
+@contextlib.contextmanager
+def _rnn_warning_ignored():
+    with warnings.catch_warnings():
+        if _RNN_WARNS:
+            warnings.filterwarnings("ignore", message=_RNN_WARNING, category=UserWarning)
+        yield
+
 
 # (id, x shape, context shape, x mask shape or None, context mask shape or None)
 MASK_CASES = [
@@ -149,6 +175,11 @@ def _sequence_model(head: str, context_sequence: bool):
 @pytest.mark.parametrize("context_sequence", [False, True], ids=["vector context", "masked sequence context"])
 @pytest.mark.parametrize("head", ["lstm", "attention"])
 def test_a_masked_sequence_model_ignores_what_the_padding_holds(head, context_sequence):
+    with _rnn_warning_ignored():
+        _check_padding_ignored(head, context_sequence)
+
+
+def _check_padding_ignored(head, context_sequence):
     keras.utils.set_random_seed(3)
     model = _sequence_model(head, context_sequence)
     ids = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 8, 0], [9, 1, 0, 0, 0, 0]], dtype="int32")
