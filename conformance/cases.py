@@ -242,9 +242,63 @@ if len({case.id for case in CASES}) != len(CASES):
     raise RuntimeError("golden case ids must be unique")
 
 
+# --- masks ---------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskCase:
+    """Keras masks on `[x, context]` of these shapes (None: no mask on that input); `oracle.output_mask` gives
+    the layer's output mask. The masks are drawn from PCG64 words (`Draws`), about 60% of positions kept."""
+
+    id: str
+    x_shape: tuple
+    context_shape: tuple
+    x_mask_shape: tuple | None
+    context_mask_shape: tuple | None
+
+    def definition(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+MASK_CASES = (
+    MaskCase("x masked, rank-2 context", (3, 5, 4), (3, 2), (3, 5), None),
+    MaskCase("x masked, rank-2 context with a mask of its own", (3, 5, 4), (3, 2), (3, 5), (3,)),
+    MaskCase("both masked, same rank", (3, 5, 4), (3, 5, 2), (3, 5), (3, 5)),
+    MaskCase("both masked, the context broadcasts over time", (3, 5, 4), (3, 1, 2), (3, 5), (3, 1)),
+    MaskCase("both masked, x broadcasts over time", (3, 1, 4), (3, 5, 2), (3, 1), (3, 5)),
+    MaskCase("only the context masked", (3, 5, 4), (3, 5, 2), None, (3, 5)),
+    MaskCase("rank 4, both masked, broadcast", (2, 3, 4, 4), (2, 3, 1, 2), (2, 3, 4), (2, 3, 1)),
+    MaskCase("rank 4, x masked over its first two axes", (2, 3, 4, 4), (2, 2), (2, 3), None),
+    MaskCase("no masks", (3, 5, 4), (3, 5, 2), None, None),
+)
+
+
+def make_masks(case: MaskCase) -> dict[str, np.ndarray]:
+    """The case's input masks (only those it has), as booleans."""
+    draws = Draws(zlib.crc32(b"mask"), zlib.crc32(case.id.encode()))
+    return {
+        name: draws.below(10, shape) < 6
+        for name, shape in (("x_mask", case.x_mask_shape), ("context_mask", case.context_mask_shape))
+        if shape is not None
+    }
+
+
+def mask_slug(case: MaskCase) -> str:
+    """The case's id as a name for files and record keys: letters, digits and '-' only."""
+    return "-".join("".join(ch if ch.isalnum() else " " for ch in case.id).split())
+
+
+def mask_by_id(case_id: str) -> MaskCase:
+    for case in MASK_CASES:
+        if case.id == case_id:
+            return case
+    raise KeyError(case_id)
+
+
 def catalogue_hash() -> str:
     """A hash of the case definitions (not their data): it changes whenever the catalogue does."""
     definitions = [case.definition() for case in CASES] + [TRAINING.definition(), SEED]
+    definitions += [case.definition() for case in MASK_CASES]
     blob = json.dumps(definitions, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 

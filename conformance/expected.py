@@ -51,6 +51,11 @@ def _training() -> dict:
     return golden.load_npz("training.npz")
 
 
+@functools.cache
+def _masks() -> dict:
+    return golden.load_npz("masks.npz")
+
+
 @dataclasses.dataclass(frozen=True)
 class Numeric:
     """One numeric observation: what a backend computed for `source` (a golden case, the training run, or a
@@ -68,6 +73,9 @@ class Numeric:
 
     def reference(self) -> tuple[np.ndarray, str, Callable[[str | None], np.ndarray]]:
         """(the oracle's values, their dtype, the elementwise tolerance for a backend: `atol(backend)`)."""
+        if self.case == "masks":  # a mask is exact: no tolerance
+            values = _masks()[f"{self.source.removeprefix('mask-')}/output_mask"]
+            return values, "bool", lambda backend: np.zeros(values.shape)
         if self.case == "training":
             data = _training()
             if self.quantity == "losses":
@@ -110,6 +118,13 @@ def _declare() -> tuple[dict[str, Numeric], dict[str, ErrorCheck]]:
     numeric += [Numeric(f"keras-file-{b}", "output", "eager", golden.KERAS_CASE) for b in golden.KERAS_BACKENDS]
     numeric += [Numeric(f"weights-file-{b}", "output", "eager", golden.KERAS_CASE) for b in golden.KERAS_BACKENDS]
     numeric += [Numeric(f"saved-{fmt}", "output", "eager", golden.KERAS_CASE) for fmt in golden.SAVED_FORMATS]
+    # The output mask of each mask case whose output carries one (the others are checked to carry none).
+    numeric += [
+        Numeric(f"mask-{cases.mask_slug(case)}", "mask", mode, "masks")
+        for case in cases.MASK_CASES
+        if case.x_mask_shape is not None or (case.context_mask_shape and len(case.context_shape) == len(case.x_shape))
+        for mode in OUTPUT_MODES
+    ]
     errors = [ErrorCheck(case.id, mode) for case in bad_inputs.CATALOGUE for mode in case.modes]
     return {o.key: o for o in numeric}, {e.key: e for e in errors}
 
@@ -152,6 +167,11 @@ def weights_file(saved_by: str) -> Numeric:
 
 def saved_format(fmt: str) -> Numeric:
     return _lookup(Numeric(f"saved-{fmt}", "output", "eager", golden.KERAS_CASE).key)
+
+
+def output_mask(case: cases.MaskCase, mode: str) -> Numeric | None:
+    """The declared output mask of `case` in `mode`, or None where the output carries no mask."""
+    return NUMERIC.get(Numeric(f"mask-{cases.mask_slug(case)}", "mask", mode, "masks").key)
 
 
 def error_check(case: bad_inputs.BadCase, mode: str) -> ErrorCheck:

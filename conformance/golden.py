@@ -87,6 +87,21 @@ def carriers(case: cases.Case, arrays: dict[str, np.ndarray]) -> dict[str, np.nd
     return out
 
 
+def compute_masks() -> dict[str, np.ndarray]:
+    """Each mask case's input masks and the oracle's output mask (absent where the output carries none), under
+    `<case slug>/<x_mask | context_mask | output_mask>`."""
+    out = {}
+    for case in cases.MASK_CASES:
+        masks = cases.make_masks(case)
+        output = oracle.output_mask(
+            masks.get("x_mask"), masks.get("context_mask"), len(case.x_shape), len(case.context_shape)
+        )
+        if output is not None:
+            masks["output_mask"] = output
+        out.update({f"{cases.mask_slug(case)}/{name}": mask for name, mask in masks.items()})
+    return out
+
+
 def compute_training() -> dict[str, np.ndarray]:
     """The training run's reference: from the stored state `(kernels[k], ws[k])` one exact SGD step gives
     `losses[k]` and `(kernels[k + 1], ws[k + 1])`, each rounded once to float32, with the per-step bounds
@@ -168,6 +183,7 @@ def build() -> tuple[dict[str, bytes], dict]:
         }
     training = compute_training()
     files["training.npz"] = npz_bytes(training)
+    files["masks.npz"] = npz_bytes(compute_masks())
     files["errors.json"] = (json.dumps(bad_inputs.expected_pairs(), indent=1, sort_keys=True) + "\n").encode()
     manifest = {
         "generator": "scripts/regenerate_golden.py",
@@ -186,6 +202,12 @@ def build() -> tuple[dict[str, bytes], dict]:
             "rule": "per step k: from (kernels[k], ws[k]) one exact SGD step, rounded once to float32, gives"
             " losses[k], kernels[k + 1], ws[k + 1]; loss_atol, kernel_atol, w_atol bound a correct float32"
             " step (conformance.oracle.sgd_step, conformance.tolerance.sgd_step_atols)",
+        },
+        "masks": {
+            "file": "masks.npz",
+            "definitions": [case.definition() for case in cases.MASK_CASES],
+            "rule": "per case: the input masks drawn from PCG64 words (conformance.cases.make_masks), and the output"
+            " mask conformance.oracle.output_mask gives; compared exactly",
         },
         "sha256": {path: sha256(data) for path, data in sorted(files.items())},
     }

@@ -233,7 +233,7 @@ def _compare_numeric(observation: expected.Numeric, runs: dict) -> dict:
     # Underflow range: the oracle value is subnormal, or some backend's tolerance is mostly the floor for flushed
     # subnormals (more than twice the IEEE tolerance, which has a negligible floor).
     with np.errstate(invalid="ignore"):
-        underflow = (np.abs(values) < tolerance.TINY[dtype]) | np.any(
+        underflow = (np.abs(values) < tolerance.TINY.get(dtype, 0.0)) | np.any(
             [atol_for(b) > 2 * atol_for(None) for b in runs], axis=0
         )
     for backend in seen:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conformance import assertions, backend, oracle, upstream
+from conformance import assertions, backend, cases, expected, golden, oracle, upstream
 from conformance.target import HyperZZWOperator
 
 # Known gap, Keras's: from the Keras 3.16 nightly builds on, RNN layers set `supports_masking = False`
@@ -39,35 +39,20 @@ def _rnn_warning_ignored():
         yield
 
 
-# (id, x shape, context shape, x mask shape or None, context mask shape or None)
-MASK_CASES = [
-    ("x masked, rank-2 context", (3, 5, 4), (3, 2), (3, 5), None),
-    ("x masked, rank-2 context with a mask of its own", (3, 5, 4), (3, 2), (3, 5), (3,)),
-    ("both masked, same rank", (3, 5, 4), (3, 5, 2), (3, 5), (3, 5)),
-    ("both masked, the context broadcasts over time", (3, 5, 4), (3, 1, 2), (3, 5), (3, 1)),
-    ("both masked, x broadcasts over time", (3, 1, 4), (3, 5, 2), (3, 1), (3, 5)),
-    ("only the context masked", (3, 5, 4), (3, 5, 2), None, (3, 5)),
-    ("rank 4, both masked, broadcast", (2, 3, 4, 4), (2, 3, 1, 2), (2, 3, 4), (2, 3, 1)),
-    ("rank 4, x masked over its first two axes", (2, 3, 4, 4), (2, 2), (2, 3), None),
-    ("no masks", (3, 5, 4), (3, 5, 2), None, None),
-]
-IDS = [case[0] for case in MASK_CASES]
+MASK_CASES = cases.MASK_CASES
+IDS = [case.id for case in MASK_CASES]
 
 
-def _masks(case, seed=0):
-    _, x_shape, context_shape, x_mask_shape, context_mask_shape = case
-    rng = np.random.default_rng(seed)
-    draw = lambda shape: None if shape is None else rng.random(shape) < 0.6  # noqa: E731
-    return (
-        rng.standard_normal(x_shape),
-        rng.standard_normal(context_shape),
-        draw(x_mask_shape),
-        draw(context_mask_shape),
+def _masks(case, golden_manifest):
+    """The case's inputs (random values; the mask does not depend on them) and its stored masks: (x, context,
+    x_mask or None, context_mask or None, the oracle's output mask or None)."""
+    stored = golden.load_npz("masks.npz", golden_manifest)
+    mask = lambda name: (  # noqa: E731
+        stored[f"{cases.mask_slug(case)}/{name}"].astype(bool) if f"{cases.mask_slug(case)}/{name}" in stored else None
     )
-
-
-def _expected(case, x_mask, context_mask):
-    return oracle.output_mask(x_mask, context_mask, len(case[1]), len(case[2]))
+    rng = np.random.default_rng(0)
+    x, context = rng.standard_normal(case.x_shape), rng.standard_normal(case.context_shape)
+    return x, context, mask("x_mask"), mask("context_mask"), mask("output_mask")
 
 
 def _assert_mask(got, want, what):
@@ -84,10 +69,18 @@ def _tensor_or_none(mask):
     return None if mask is None else backend.tensor(mask, "bool")
 
 
-@pytest.mark.parametrize("mode", ["eager", "jit"])
+def _declared(case, mode):
+    observation = expected.output_mask(case, mode)
+    return [] if observation is None else [observation]
+
+
+@pytest.mark.observes(
+    lambda case, mode: _declared(case, mode)
+)  # (a lambda: a named function would be taken as the test)
+@pytest.mark.parametrize("mode", expected.OUTPUT_MODES)
 @pytest.mark.parametrize("case", MASK_CASES, ids=IDS)
-def test_compute_mask_matches_the_oracle(case, mode):
-    x, context, x_mask, context_mask = _masks(case)
+def test_compute_mask_matches_the_oracle(case, mode, golden_manifest, observer):
+    x, context, x_mask, context_mask, want = _masks(case, golden_manifest)
     layer = HyperZZWOperator(x.shape[-1])
     inputs = [backend.tensor(x, "float32"), backend.tensor(context, "float32")]
     layer(inputs)
@@ -105,8 +98,10 @@ def test_compute_mask_matches_the_oracle(case, mode):
             return ops.zeros(()) if out is None else out  # a compiled function must return a tensor
 
         got = backend.COMPILERS["jit"][1](fn)(*inputs, *(masks[i] for i in present))
-        got = None if _expected(case, x_mask, context_mask) is None and got.shape == () else got
-    _assert_mask(got, _expected(case, x_mask, context_mask), f"{case[0]} ({mode})")
+        got = None if want is None and got.shape == () else got
+    if got is not None and expected.output_mask(case, mode):
+        observer.numeric(expected.output_mask(case, mode), backend.to_numpy(got), backend.dtype_of(got))
+    _assert_mask(got, want, f"{case.id} ({mode})")
 
 
 def test_compute_mask_without_masks_is_none():
@@ -131,25 +126,27 @@ class _MaskAsFloat(keras.layers.Layer):
 
 
 @pytest.mark.parametrize(
-    "case", [c for c in MASK_CASES if c[3] is not None and len(c[3]) == len(c[1]) - 1], ids=lambda c: c[0]
+    "case",
+    [c for c in MASK_CASES if c.x_mask_shape is not None and len(c.x_mask_shape) == len(c.x_shape) - 1],
+    ids=lambda c: c.id,
 )
-def test_masks_flow_through_a_functional_model(case):
+def test_masks_flow_through_a_functional_model(case, golden_manifest):
     """Masks made by `keras.layers.Masking` (a position is masked when all its features are 0) reach the
     layer symbolically, and the model's run-time mask is the oracle's."""
-    x, context, x_mask, context_mask = _masks(case)
+    x, context, x_mask, context_mask, _ = _masks(case, golden_manifest)
     x = np.where(x_mask[..., None], np.where(x == 0, 1.0, x), 0.0)
-    if context_mask is not None and len(context_mask.shape) == len(case[2]) - 1:
+    if context_mask is not None and len(context_mask.shape) == len(case.context_shape) - 1:
         context = np.where(context_mask[..., None], np.where(context == 0, 1.0, context), 0.0)
     else:
         context_mask = None
     x_in, c_in = keras.Input(batch_shape=(None,) + x.shape[1:]), keras.Input(batch_shape=(None,) + context.shape[1:])
     c_masked = keras.layers.Masking()(c_in) if context_mask is not None else c_in
     y = HyperZZWOperator(x.shape[-1])([keras.layers.Masking()(x_in), c_masked])
-    assert y._keras_mask is not None, f"{case[0]}: the symbolic output carries no mask"
+    assert y._keras_mask is not None, f"{case.id}: the symbolic output carries no mask"
     model = keras.Model([x_in, c_in], _MaskAsFloat()(y))
     got = backend.to_numpy(model([backend.tensor(x, "float32"), backend.tensor(context, "float32")]))
     want = oracle.output_mask(x_mask, context_mask, x.ndim, context.ndim)
-    np.testing.assert_array_equal(got.astype(bool), want, err_msg=f"{case[0]} on {backend.NAME}")
+    np.testing.assert_array_equal(got.astype(bool), want, err_msg=f"{case.id} on {backend.NAME}")
 
 
 def _sequence_model(head: str, context_sequence: bool):

@@ -114,7 +114,9 @@ def test_every_declared_observation_has_its_reference():
     golden_check; and every key is unique, built by the declaration alone."""
     for observation in expected.NUMERIC.values():
         values, dtype, atol = observation.reference()
-        assert np.shape(atol(None)) in ((), np.shape(values)) and dtype in golden.cases.FLOAT_DTYPES, observation
+        assert np.shape(atol(None)) in ((), np.shape(values)) and dtype in (*golden.cases.FLOAT_DTYPES, "bool"), (
+            observation
+        )
     errors = golden.load_errors()
     assert set(expected.ERRORS) == set(errors)
     assert len(expected.ALL) == len(expected.NUMERIC) + len(expected.ERRORS)
