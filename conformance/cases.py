@@ -288,13 +288,6 @@ def mask_slug(case: MaskCase) -> str:
     return "-".join("".join(ch if ch.isalnum() else " " for ch in case.id).split())
 
 
-def mask_by_id(case_id: str) -> MaskCase:
-    for case in MASK_CASES:
-        if case.id == case_id:
-            return case
-    raise KeyError(case_id)
-
-
 def catalogue_hash() -> str:
     """A hash of the case definitions (not their data): it changes whenever the catalogue does."""
     definitions = [case.definition() for case in CASES] + [TRAINING.definition(), SEED]

@@ -20,7 +20,7 @@ from conformance.target import HyperZZWOperator
 # (keras/src/layers/rnn/rnn.py), so Keras warns that an LSTM "does not support masking and will therefore destroy
 # the mask information" when a mask reaches it, although its call still reads the mask (the masked LSTM model's
 # output ignores the padding). Strict: when Keras stops warning, this turns red.
-_RNN_WARNS = upstream._release(keras.__version__) >= (3, 16)
+_RNN_WARNS = upstream.release(keras.__version__) >= (3, 16)
 _RNN_WARNING = r"Layer '\w+' \(of type LSTM\) was passed an input with a mask attached to it"
 
 

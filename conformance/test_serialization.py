@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from conformance import assertions, backend, cases, expected, golden, tolerance
+from conformance import assertions, backend, cases, expected, golden, tolerance, upstream
 from conformance.target import HyperZZWOperator
 
 FULL_KWARGS = dict(
@@ -77,10 +77,6 @@ def test_keras_file_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.predict(inputs, verbose=0), before)
 
 
-def _release(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
-
-
 @pytest.mark.observes(lambda saved_by: [expected.keras_file(saved_by)])
 @pytest.mark.parametrize("saved_by", golden.KERAS_BACKENDS)
 def test_golden_keras_file_from_each_backend(saved_by, tmp_path, golden_manifest, observer, request):
@@ -95,7 +91,7 @@ def test_golden_keras_file_from_each_backend(saved_by, tmp_path, golden_manifest
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert "config.json" in archive.namelist()
         written_by = json.loads(archive.read("metadata.json"))["keras_version"]
-    if _release(keras.__version__) < _release(written_by):
+    if upstream.release(keras.__version__) < upstream.release(written_by):
         request.applymarker(
             pytest.mark.xfail(
                 raises=TypeError,

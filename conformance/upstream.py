@@ -13,17 +13,15 @@ record), and the report lists those that differ from the pinned set.
 
 from __future__ import annotations
 
-import re
-
 # The dtypes the layer computes in (its dtype policies' compute dtypes), and what `cast` also takes in.
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 CAST_FROM = FLOAT_DTYPES + ("int32", "int64", "bool")
 OPS = ("matmul", "einsum", "multiply", "expand_dims", "cast", "standardize_dtype")
 
 
-def _release(version: str) -> tuple[int, int]:
-    major, minor = re.match(r"(\d+)\.(\d+)", version).groups()
-    return int(major), int(minor)
+def release(version: str) -> tuple[int, ...]:
+    """A version's release numbers, `"3.16.0.dev2026102704"` -> `(3, 16, 0)`, for comparing with `(3, 16)`."""
+    return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
 
 
 # (backend, op, input dtype) -> (output dtype, since which Keras (major, minor), upstream reference).
@@ -56,7 +54,7 @@ def expected(backend: str, keras_version: str, probe_id: str) -> tuple[str, str 
     if op == "cast":
         return dtypes.split("->")[1], None
     deviation = DEVIATIONS.get((backend, op, dtypes))
-    if deviation and _release(keras_version) >= deviation[1]:
+    if deviation and release(keras_version) >= deviation[1]:
         return deviation[0], deviation[2]
     return dtypes, None
 
