@@ -23,6 +23,7 @@ Arrays go to the .npz as `<config>/<case>/<quantity>`; what a configuration coul
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import tempfile
@@ -395,8 +396,20 @@ def _torch_rank(rank: int, folder: str) -> None:
             np.savez(
                 os.path.join(folder, "rank0.npz"), **RESULTS, **{f"gaps/{k}": np.asarray(v) for k, v in GAPS.items()}
             )
+        # Teardown while the interpreter is whole. Seen once on a CI machine (not reproduced here): a rank
+        # aborted after its work ("terminate called without an active exception", SIGABRT). Gloo's worker
+        # threads can still hold work whose tensors and future callbacks (the comm hook's) refer to Python
+        # objects; freed during interpreter finalization they take the GIL and abort the process (the failure
+        # pytorch/pytorch#179291 describes). So: the DDP wrappers (they hold the group and its reducer's
+        # work, some in reference cycles) are collected now, every rank waits for the others' last collective,
+        # the group is destroyed, and the rank leaves without finalization (its results are on disk).
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _sum_hook(state, bucket):
