@@ -396,13 +396,14 @@ def _torch_rank(rank: int, folder: str) -> None:
             np.savez(
                 os.path.join(folder, "rank0.npz"), **RESULTS, **{f"gaps/{k}": np.asarray(v) for k, v in GAPS.items()}
             )
-        # Teardown while the interpreter is whole. Seen once on a CI machine (not reproduced here): a rank
-        # aborted after its work ("terminate called without an active exception", SIGABRT). Gloo's worker
-        # threads can still hold work whose tensors and future callbacks (the comm hook's) refer to Python
-        # objects; freed during interpreter finalization they take the GIL and abort the process (the failure
-        # pytorch/pytorch#179291 describes). So: the DDP wrappers (they hold the group and its reducer's
-        # work, some in reference cycles) are collected now, every rank waits for the others' last collective,
-        # the group is destroyed, and the rank leaves without finalization (its results are on disk).
+        # Teardown while the interpreter is whole. Seen on a CI machine on 2026-12-02 with torch 2.13.0 (not
+        # reproduced in 12 runs on a 2-core Intel Xeon the next day): a rank aborted after its work
+        # ("terminate called without an active exception", SIGABRT). Gloo's worker threads can still hold
+        # work whose tensors and future callbacks (the comm hook's) refer to Python objects; freed during
+        # interpreter finalization they take the GIL and abort the process (the failure
+        # pytorch/pytorch#179291 describes). So: the DDP wrappers (they hold the group and its reducer's work,
+        # some in reference cycles) are collected now, every rank waits for the others' last collective, the
+        # group is destroyed, and the rank leaves without finalization (its results are on disk).
         gc.collect()
         dist.barrier()
     finally:
