@@ -98,6 +98,7 @@ class Observations:
             "numeric": {},  # expected.Numeric key -> {"dtype", "shape", "values"}
             "errors": {},  # expected.ErrorCheck key -> [type name, message] (or None: nothing raised)
             "upstream": {},  # "<op>/<dtype>" -> the dtype keras.ops gave (conformance.upstream)
+            "gaps": {},  # expected.Numeric key -> why this session cannot make it (a tested known gap)
         }
 
     def numeric(self, observation: expected.Numeric, values: np.ndarray, dtype: str) -> None:
@@ -114,6 +115,13 @@ class Observations:
         if expected.ERRORS.get(check.key) != check:
             raise KeyError(f"{check} is not a declared error check (conformance/expected.py)")
         self.data["errors"][check.key] = None if exc is None else [type(exc).__name__, str(exc)]
+
+    def gap(self, observation: expected.Numeric, reason: str) -> None:
+        """A declared observation this session cannot make, and why: a known gap its test pins (a strict xfail).
+        The observation stays missing (the report still cannot say PASS); the report names the reason."""
+        if expected.NUMERIC.get(observation.key) != observation:
+            raise KeyError(f"{observation} is not a declared observation (conformance/expected.py)")
+        self.data["gaps"][observation.key] = reason
 
     def upstream(self, probe_id: str, dtype: str) -> None:
         self.data["upstream"][probe_id] = dtype

@@ -67,7 +67,7 @@ def read(reports: Path) -> tuple[dict, list[str]]:
         if session.get("backend") != backend:
             problems.append(f"{path} holds the record of a {session.get('backend')} session, not of {backend}")
             continue
-        parts, run = {}, {"session": session, "numeric": {}, "errors": {}, "upstream": {}}
+        parts, run = {}, {"session": session, "numeric": {}, "errors": {}, "upstream": {}, "gaps": {}}
         for worker in session.get("workers", []):
             part_path = observed.parts_dir(path) / f"{worker}.json"
             if not part_path.is_file():
@@ -85,7 +85,7 @@ def read(reports: Path) -> tuple[dict, list[str]]:
                 )
                 continue
             parts[worker] = part
-            for field in ("numeric", "errors", "upstream"):
+            for field in ("numeric", "errors", "upstream", "gaps"):
                 run[field].update(part.get(field, {}))
         if not parts:
             continue
@@ -282,6 +282,14 @@ def compare(runs: dict) -> tuple[list[dict], list[dict], list[str]]:
         missing = [r["key"] for r in rows if backend in r["missing"]] + [
             r["key"] for r in error_rows if backend in r["missing"]
         ]
+        gaps = runs[backend].get("gaps", {})
+        for reason in sorted({gaps[k] for k in missing if k in gaps}):
+            keys = [k for k in missing if gaps.get(k) == reason]
+            problems.append(
+                f"{backend}: {len(keys)} expected observations not made, a known gap its session recorded "
+                f"({reason}): {', '.join(keys)}"
+            )
+        missing = [k for k in missing if k not in gaps]
         if missing:
             problems.append(f"{backend}: {len(missing)} expected observations missing (e.g. {', '.join(missing[:3])})")
         declared = set(expected.ALL)
