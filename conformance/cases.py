@@ -270,6 +270,14 @@ MASK_CASES = (
     MaskCase("rank 4, both masked, broadcast", (2, 3, 4, 4), (2, 3, 1, 2), (2, 3, 4), (2, 3, 1)),
     MaskCase("rank 4, x masked over its first two axes", (2, 3, 4, 4), (2, 2), (2, 3), None),
     MaskCase("no masks", (3, 5, 4), (3, 5, 2), None, None),
+    # 1s alternating between the masks: more runs of broadcast dims than TensorFlow's logical_and takes
+    MaskCase(
+        "rank 8, both masked, 1s alternating",
+        (2, 1, 3, 1, 2, 1, 2, 4),
+        (2, 5, 1, 2, 1, 3, 1, 3),
+        (2, 1, 3, 1, 2, 1, 2),
+        (2, 5, 1, 2, 1, 3, 1),
+    ),
 )
 
 

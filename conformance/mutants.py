@@ -21,7 +21,8 @@ _EINSUM_TF = (
 _AUTOGRAPH = "only TensorFlow's autograph rewrites errors raised inside a tf.function"
 _SYMBOLIC = "only jax.export gives symbolic sizes that are not integers (TensorFlow gives None, torch SymInts)"
 _TF_RUNS = (
-    "only TensorFlow's broadcasting kernels stop at five runs of broadcast dimensions; multiply takes any rank here"
+    "only TensorFlow's broadcasting kernels stop at five runs of broadcast dimensions; multiply and logical_and "
+    "take any rank here"
 )
 _MULTIPLY64 = (
     "keras.ops.multiply keeps float64 on this backend in this Keras (it computes float64 in float32 on torch from "
@@ -29,6 +30,8 @@ _MULTIPLY64 = (
 )
 EQUIVALENT_ON = {
     "einsum past TensorFlow's broadcast limit dropped": {"jax": _TF_RUNS, "torch": _TF_RUNS},
+    "the masks' AND past TensorFlow's broadcast limit by logical_and": {"jax": _TF_RUNS, "torch": _TF_RUNS},
+    "TensorFlow's broadcast limit taken as six runs": {"jax": _TF_RUNS, "torch": _TF_RUNS},
     "float64 product by multiply wherever": {"jax": _MULTIPLY64, "torch": _MULTIPLY64, "tensorflow": _MULTIPLY64},
     # the memo's wrong name only skips casts, which jax's and TensorFlow's promotion make no defect (see _PROMOTION)
     "dtype memo keyed on nothing": {"jax": _PROMOTION, "tensorflow": _PROMOTION},
@@ -197,8 +200,16 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "a rank-2 context's mask carried over": ("            context_mask = None\n", "            pass\n"),
     # Ranks: the plain multiply everywhere (TensorFlow then raises its own UnimplementedError at rank 6+).
     "einsum past TensorFlow's broadcast limit dropped": (
-        "            rank > _MAX_BROADCAST_RUNS and _broadcast_runs(x.shape, weights.shape) > _MAX_BROADCAST_RUNS\n",
-        "            False\n",
+        "        if self._multiply_by_einsum or _past_broadcast_limit(x.shape, weights.shape):",
+        "        if self._multiply_by_einsum:",
+    ),
+    # TensorFlow's limit off by one: six runs taken as still within it.
+    "TensorFlow's broadcast limit taken as six runs": ("_MAX_BROADCAST_RUNS = 5\n", "_MAX_BROADCAST_RUNS = 6\n"),
+    # Masks past the same limit: the product fixed, the masks' AND left to `logical_and` (TensorFlow then
+    # raises its own UnimplementedError from compute_mask at rank 7+).
+    "the masks' AND past TensorFlow's broadcast limit by logical_and": (
+        "        if _past_broadcast_limit(x_mask.shape, context_mask.shape):",
+        "        if False:",
     ),
     "float64 product by multiply wherever": (
         '        self._multiply_by_einsum = self.compute_dtype == "float64" and not _multiply_keeps_float64()',

@@ -11,9 +11,11 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from hypothesis import event, example, given, settings
+from hypothesis import strategies as st
 from keras import ops
 
-from conformance import assertions, backend, cases, expected, golden, oracle, upstream
+from conformance import assertions, backend, cases, expected, golden, oracle, strategies, upstream
 from conformance.target import HyperZZWOperator
 
 # Known gap, Keras's: from the Keras 3.16 nightly builds on, RNN layers set `supports_masking = False`
@@ -84,24 +86,56 @@ def test_compute_mask_matches_the_oracle(case, mode, golden_manifest, observer):
     layer = HyperZZWOperator(x.shape[-1])
     inputs = [backend.tensor(x, "float32"), backend.tensor(context, "float32")]
     layer(inputs)
-    masks = [_tensor_or_none(x_mask), _tensor_or_none(context_mask)]
-    if mode == "eager":
-        got = layer.compute_mask(inputs, masks)
-    else:
-        present = [i for i, m in enumerate(masks) if m is not None]
-
-        def fn(x, context, *given):
-            full = list(masks)
-            for i, m in zip(present, given):
-                full[i] = m
-            out = layer.compute_mask([x, context], full)
-            return ops.zeros(()) if out is None else out  # a compiled function must return a tensor
-
-        got = backend.COMPILERS["jit"][1](fn)(*inputs, *(masks[i] for i in present))
-        got = None if want is None and got.shape == () else got
+    got = _compute_mask(layer, inputs, [_tensor_or_none(x_mask), _tensor_or_none(context_mask)], mode, want)
     if got is not None and expected.output_mask(case, mode):
         observer.numeric(expected.output_mask(case, mode), backend.to_numpy(got), backend.dtype_of(got))
     _assert_mask(got, want, f"{case.id} ({mode})")
+
+
+def _compute_mask(layer, inputs, masks, mode, want):
+    """`layer.compute_mask(inputs, masks)`, eagerly or inside the backend's compiler (`want`: the oracle's mask,
+    which says whether a compiled placeholder stands for "no mask")."""
+    if mode == "eager":
+        return layer.compute_mask(inputs, masks)
+    present = [i for i, m in enumerate(masks) if m is not None]
+
+    def fn(x, context, *given):
+        full = list(masks)
+        for i, m in zip(present, given):
+            full[i] = m
+        out = layer.compute_mask([x, context], full)
+        return ops.zeros(()) if out is None else out  # a compiled function must return a tensor
+
+    got = backend.COMPILERS["jit"][1](fn)(*inputs, *(masks[i] for i in present))
+    return None if want is None and got.shape == () else got
+
+
+@settings(max_examples=max(6, settings.default.max_examples // 2))
+@given(
+    pair=strategies.every_rank_shape_pairs(),
+    masked=st.sampled_from(["both", "x", "context"]),  # both first: hypothesis favours the first
+    mode=st.sampled_from(expected.OUTPUT_MODES),
+    seed=st.integers(0, 2**32 - 1),
+)
+# rank 7 with 1s alternating: the two masks broadcast in six runs, past TensorFlow's logical_and
+@example(pair=((2, 1, 2, 1, 2, 1, 3), (1, 2, 1, 2, 1, 2, 2)), masked="both", mode="eager", seed=0)
+def test_compute_mask_at_every_rank_matches_the_oracle(pair, masked, mode, seed):
+    """Ranks 2-8 with 1s alternating between x and the context, x's mask, the context's or both: the output
+    mask is the oracle's, eagerly and compiled."""
+    x_shape, context_shape = pair
+    event(f"masked: {masked}")
+    rng = np.random.default_rng(seed)
+    x_mask = rng.random(x_shape[:-1]) < 0.6 if masked != "context" else None
+    context_mask = rng.random(context_shape[:-1]) < 0.6 if masked != "x" else None
+    want = oracle.output_mask(x_mask, context_mask, len(x_shape), len(context_shape))
+    if x_mask is not None and context_mask is not None and x_mask.ndim == context_mask.ndim:
+        runs = strategies.broadcast_runs(x_mask.shape + (1,), context_mask.shape + (1,))  # a feature axis of 1
+        event(f"the masks broadcast in {'6+' if runs > 5 else '1-5'} runs")
+    layer = HyperZZWOperator(x_shape[-1])
+    layer.build([x_shape, context_shape])
+    inputs = [backend.tensor(np.ones(x_shape), "float32"), backend.tensor(np.ones(context_shape), "float32")]
+    got = _compute_mask(layer, inputs, [_tensor_or_none(x_mask), _tensor_or_none(context_mask)], mode, want)
+    _assert_mask(got, want, f"{x_shape}/{context_shape}/{masked} masked ({mode})")
 
 
 def test_compute_mask_without_masks_is_none():

@@ -149,9 +149,10 @@ def _split(inputs, shapes):
     )
 
 
-# TensorFlow's broadcasting kernels (`tf.multiply`, `tf.broadcast_to`) handle at most five runs of dimensions
-# that broadcast alike, and raise `UnimplementedError` beyond; `einsum` broadcasts by other means and handles
-# any rank on every backend (measured to rank 13), but is slower, so the layer takes it only past that limit.
+# TensorFlow's broadcasting kernels (`tf.multiply`, `tf.logical_and`, `tf.broadcast_to`) handle at most five
+# runs of dimensions that broadcast alike, and raise `UnimplementedError` beyond; `einsum` broadcasts by other
+# means and handles any rank on every backend (measured to rank 13), but is slower, so the layer takes it only
+# past that limit (for the product and for the AND of two masks).
 _MAX_BROADCAST_RUNS = 5
 
 
@@ -167,6 +168,13 @@ def _broadcast_runs(a_shape, b_shape):
         if kind != previous:
             runs, previous = runs + 1, kind
     return runs
+
+
+def _past_broadcast_limit(a_shape, b_shape):
+    """Whether broadcasting two shapes of one rank takes more runs than TensorFlow's kernels handle."""
+    if len(a_shape) != len(b_shape) or len(a_shape) <= _MAX_BROADCAST_RUNS:
+        return False
+    return _broadcast_runs(a_shape, b_shape) > _MAX_BROADCAST_RUNS
 
 
 def _broadcast_dim(a, b):
@@ -286,10 +294,7 @@ class HyperZZWOperator(keras.layers.Layer):
         # A rank-2 context applies to every position of x: (batch, input_dim) -> (batch, 1, ..., input_dim).
         for _ in range(len(x.shape) - len(context.shape)):
             weights = ops.expand_dims(weights, axis=1)
-        rank = len(x.shape)
-        if self._multiply_by_einsum or (
-            rank > _MAX_BROADCAST_RUNS and _broadcast_runs(x.shape, weights.shape) > _MAX_BROADCAST_RUNS
-        ):
+        if self._multiply_by_einsum or _past_broadcast_limit(x.shape, weights.shape):
             return ops.einsum("...i,...i->...i", x, weights)
         return ops.multiply(x, weights)
 
@@ -309,6 +314,10 @@ class HyperZZWOperator(keras.layers.Layer):
             context_mask = None
         if x_mask is None or context_mask is None:
             return context_mask if x_mask is None else x_mask
+        if _past_broadcast_limit(x_mask.shape, context_mask.shape):
+            # The AND as a product of 0s and 1s: TensorFlow's `logical_and` has `multiply`'s broadcast limit.
+            both = ops.einsum("...,...->...", ops.cast(x_mask, "float32"), ops.cast(context_mask, "float32"))
+            return ops.cast(both, "bool")
         return ops.logical_and(x_mask, context_mask)
 
     def get_config(self):
