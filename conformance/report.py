@@ -13,7 +13,8 @@ Three steps, data flowing one way:
    check against the catalogue.
 
 Then the scope: which sessions it covered (the three test sessions always; export and distributed when their
-records are there, "not run" otherwise). PASS needs every step clean. Writes Markdown and JSON.
+records are there and name the layer file the test sessions tested, "not run" otherwise). PASS needs every step
+clean. Writes Markdown and JSON.
 """
 
 from __future__ import annotations
@@ -332,8 +333,22 @@ def upstream_differences(runs: dict) -> list[str]:
     return out
 
 
-def scope(reports: Path) -> tuple[dict, list[str]]:
-    """{session name: "passed" / "FAILED (...)" / "not run"} for the export and distributed sessions."""
+def _tested_layer(path: Path, record: dict) -> str | None:
+    """The sha256 of the layer file a session's workers tested, from its parts (None when a part is missing or
+    they disagree)."""
+    shas = set()
+    for worker in record.get("workers", []):
+        part = observed.parts_dir(path) / f"{worker}.json"
+        if not part.is_file():
+            return None
+        shas.add((observed.load(part).get("layer") or {}).get("sha256"))
+    return shas.pop() if len(shas) == 1 else None
+
+
+def scope(reports: Path, layer: str | None = None) -> tuple[dict, list[str]]:
+    """{session name: "passed" / "FAILED (...)" / "not run" / "not run on this layer"} for the export and
+    distributed sessions; `layer` is the sha256 of the layer file the test sessions tested (None: not checked).
+    A record left by an earlier run on another layer file says nothing about this one."""
     out, problems = {}, []
     for kind, backend in itertools.product(OTHER_SESSIONS, BACKENDS):
         name, path = f"{kind}-{backend}", reports / f"session-{kind}-{backend}.json"
@@ -341,8 +356,14 @@ def scope(reports: Path) -> tuple[dict, list[str]]:
             out[name] = "not run"
             continue
         record = observed.load(path)
+        tested = _tested_layer(path, record)
         if record.get("backend") != backend:
             out[name] = f"FAILED (its record is a {record.get('backend')} session's)"
+        elif tested is None:
+            out[name] = "FAILED (its record names no one layer file: a worker's part is missing)"
+        elif layer is not None and tested != layer:
+            out[name] = "not run on this layer"  # its record is of another layer file
+            continue
         elif record.get("exit_status") != 0:
             out[name] = f"FAILED (pytest exit status {record.get('exit_status')}, {record.get('failed', '?')} failed)"
         else:
@@ -358,7 +379,8 @@ def build(reports: Path, version_set: str | None = None) -> dict:
     problems += judge_sessions(runs, version_set)
     rows, error_rows, compare_problems = compare(runs)
     problems += compare_problems
-    others, other_problems = scope(reports)
+    layers = {(run.get("layer") or {}).get("sha256") for run in runs.values()}
+    others, other_problems = scope(reports, layers.pop() if len(layers) == 1 else None)
     problems += other_problems
 
     summary_by_dtype = {}

@@ -404,22 +404,45 @@ def test_upstream_differences_are_listed(tmp_path, records):
 # --- scope ---------------------------------------------------------------------------------------------------
 
 
+def _write_other_session(folder, name: str, backend: str, layer: dict | None = LAYER, **fields) -> None:
+    """An export or distributed session's record (`name`: "export" or "distributed"): one worker, whose part
+    names the layer file it tested (none written when `layer` is None)."""
+    path = folder / f"session-{name}-{backend}.json"
+    session = {"kind": "session", "backend": backend, "run": f"host:9:{name}", "workers": ["main"], "exit_status": 0}
+    path.write_text(json.dumps({**session, **fields}))
+    if layer is not None:
+        observed.parts_dir(path).mkdir(exist_ok=True)
+        part = {"kind": "part", "backend": backend, "run": session["run"], "worker": "main", "layer": dict(layer)}
+        (observed.parts_dir(path) / "main.json").write_text(json.dumps(part))
+
+
 def test_the_verdict_names_its_scope(tmp_path, records):
     """Export and distributed sessions that recorded are in the scope with how they ended; the others are
     "not run", never a PASS; a failed one fails the report."""
     _write(tmp_path, records)
-    session = dict(records["jax"]["session"], backend="jax", exit_status=0)
-    (tmp_path / "session-export-jax.json").write_text(json.dumps(session))
+    _write_other_session(tmp_path, "export", "jax")
     result = report.build(tmp_path)
     assert result["ok"] and result["scope"]["export-jax"] == "passed"
     assert result["scope"]["distributed-torch"] == "not run"
     line = report.summary(result).splitlines()[-2]
     assert line.startswith("  scope: recorded: tests-jax, tests-torch, tests-tensorflow; passed: export-jax; not run:")
-    (tmp_path / "session-distributed-torch.json").write_text(
-        json.dumps(dict(session, backend="torch", exit_status=1, failed=2))
-    )
+    _write_other_session(tmp_path, "distributed", "torch", exit_status=1, failed=2)
     result = report.build(tmp_path)
     assert result["problems"] == ["distributed-torch: FAILED (pytest exit status 1, 2 failed)"]
+
+
+def test_a_session_record_of_another_layer_file_is_not_in_the_scope(tmp_path, records):
+    """An export record left by an earlier run on another layer file (the layer changed, `nox` ran only the
+    test sessions) says nothing about this layer: "not run on this layer", never passed; a record whose part
+    is missing names no layer and fails the report."""
+    _write(tmp_path, records)
+    _write_other_session(tmp_path, "export", "jax", layer=dict(LAYER, sha256="0" * 64))
+    result = report.build(tmp_path)
+    assert result["ok"] and result["scope"]["export-jax"] == "not run on this layer"
+    assert "passed:" not in report.summary(result)
+    _write_other_session(tmp_path, "export", "torch", layer=None)
+    result = report.build(tmp_path)
+    assert not result["ok"] and result["scope"]["export-torch"].startswith("FAILED (its record names no one layer")
 
 
 def test_observations_round_trip(tmp_path):
