@@ -175,3 +175,26 @@ def trace_with_unknown_dims(fn: Callable, specs: Sequence[tuple], owner=None) ->
         program = torch.export.export(Traced(), sample, dynamic_shapes=dynamic).module()
         return lambda *xs: program(*[torch.as_tensor(np.asarray(x)) for x in xs])
     raise NotImplementedError(NAME)  # pragma: no cover
+
+
+# Whether a traced size may stand for a 1 that broadcasts: TensorFlow's `None` may (it broadcasts at run time);
+# jax's symbolic sizes may not (a symbol against another cannot broadcast), and torch specializes sizes 0 and 1.
+UNKNOWN_ONES = NAME == "tensorflow"
+
+
+def compile_with_unknown_sizes(fn: Callable, specs: Sequence[tuple]) -> Callable:
+    """`fn` compiled with sizes unknown until it runs, then callable on NumPy arrays of any sizes the specs
+    allow (`specs`: one `(shape, dtype)` per argument, unknown dims named by strings, the same name the same
+    size): `jax.export` with symbolic shapes and `tf.function` with `None` in its input signature, traced
+    once, before any size is known; `torch.compile(dynamic=True)`, whose graph keeps sizes symbolic
+    (guarded, and retraced where a guard fails)."""
+    if NAME == "jax":
+        return trace_with_unknown_dims(fn, specs)
+    if NAME == "tensorflow":
+        signature = [tf.TensorSpec([None if isinstance(d, str) else d for d in shape], t) for shape, t in specs]
+        concrete = tf.function(fn, input_signature=signature).get_concrete_function()
+        return lambda *xs: concrete(*[tf.convert_to_tensor(x) for x in xs])
+    if NAME == "torch":
+        compiled = torch.compile(fn, dynamic=True, backend="aot_eager")
+        return lambda *xs: compiled(*[torch.as_tensor(np.asarray(x)) for x in xs])
+    raise NotImplementedError(NAME)  # pragma: no cover

@@ -270,6 +270,18 @@ MASK_CASES = (
     MaskCase("rank 4, both masked, broadcast", (2, 3, 4, 4), (2, 3, 1, 2), (2, 3, 4), (2, 3, 1)),
     MaskCase("rank 4, x masked over its first two axes", (2, 3, 4, 4), (2, 2), (2, 3), None),
     MaskCase("no masks", (3, 5, 4), (3, 5, 2), None, None),
+    # One input masked, its masked axis 1 where the other input's is not: the mask is broadcast to the output.
+    MaskCase("x masked, one step, against a five-step context", (2, 1, 3), (2, 5, 4), (2, 1), None),
+    MaskCase("x masked, batch 1, against a context batch of 2", (1, 5, 3), (2, 5, 4), (1, 5), None),
+    MaskCase("the context masked, one step, against five steps of x", (2, 5, 3), (2, 1, 4), None, (2, 1)),
+    MaskCase("x masked, batch 1, against a rank-2 context batch of 2", (1, 5, 3), (2, 4), (1, 5), None),
+    MaskCase(
+        "rank 8, x masked, 1s alternating",
+        (2, 1, 3, 1, 2, 1, 2, 4),
+        (2, 5, 1, 2, 1, 3, 1, 3),
+        (2, 1, 3, 1, 2, 1, 2),
+        None,
+    ),
     # 1s alternating between the masks: more runs of broadcast dims than TensorFlow's logical_and takes
     MaskCase(
         "rank 8, both masked, 1s alternating",

@@ -93,9 +93,7 @@ def compute_masks() -> dict[str, np.ndarray]:
     out = {}
     for case in cases.MASK_CASES:
         masks = cases.make_masks(case)
-        output = oracle.output_mask(
-            masks.get("x_mask"), masks.get("context_mask"), len(case.x_shape), len(case.context_shape)
-        )
+        output = oracle.output_mask(masks.get("x_mask"), masks.get("context_mask"), case.x_shape, case.context_shape)
         if output is not None:
             masks["output_mask"] = output
         out.update({f"{cases.mask_slug(case)}/{name}": mask for name, mask in masks.items()})

@@ -32,6 +32,7 @@ EQUIVALENT_ON = {
     "einsum past TensorFlow's broadcast limit dropped": {"jax": _TF_RUNS, "torch": _TF_RUNS},
     "the masks' AND past TensorFlow's broadcast limit by logical_and": {"jax": _TF_RUNS, "torch": _TF_RUNS},
     "TensorFlow's broadcast limit taken as six runs": {"jax": _TF_RUNS, "torch": _TF_RUNS},
+    "unknown sizes counted as 1s in the broadcast runs": {"jax": _TF_RUNS, "torch": _TF_RUNS},
     "float64 product by multiply wherever": {"jax": _MULTIPLY64, "torch": _MULTIPLY64, "tensorflow": _MULTIPLY64},
     # the memo's wrong name only skips casts, which jax's and TensorFlow's promotion make no defect (see _PROMOTION)
     "dtype memo keyed on nothing": {"jax": _PROMOTION, "tensorflow": _PROMOTION},
@@ -72,7 +73,7 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "no broadcast check": ("if any(d is False for d in leading):", "if False:"),
     "context_dim inferred from x": ("context_dim = context_shape[-1]", "context_dim = x_shape[-1]"),
     "no cast of integer inputs": (
-        "        if _dtype_name(tensor.dtype) != self.compute_dtype:\n",
+        "        if name != self.compute_dtype:\n",
         "        if False:\n",
     ),
     "float64 weights leak": (
@@ -176,8 +177,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "config drops the base layer's fields": ("        config = super().get_config()\n", "        config = {}\n"),
     # Only integer inputs cast: a boolean (one-hot) context reaches matmul as bool.
     "boolean contexts not cast": (
-        "        if _dtype_name(tensor.dtype) != self.compute_dtype:\n",
-        '        if "int" in _dtype_name(tensor.dtype):\n',
+        "        if name != self.compute_dtype:\n",
+        '        if "int" in name:\n',
     ),
     # The weight created frozen: a forward pass is right, training never moves it.
     "hyper_kernel created non-trainable": (
@@ -192,12 +193,28 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    def compute_mask(self, inputs, mask=None):",
         "    def _compute_mask(self, inputs, mask=None):",
     ),
-    "the context's mask ignored": ("        return ops.logical_and(x_mask, context_mask)", "        return x_mask"),
-    "masks combined by OR": (
-        "        return ops.logical_and(x_mask, context_mask)",
-        "        return ops.logical_or(x_mask, context_mask)",
+    "the context's mask ignored": (
+        "        masks = [mask[0], mask[1] if len(context.shape) == len(x.shape) else None]",
+        "        masks = [mask[0], None]",
     ),
-    "a rank-2 context's mask carried over": ("            context_mask = None\n", "            pass\n"),
+    "masks combined by OR": (
+        "                result = ops.logical_and(result, other)",
+        "                result = ops.logical_or(result, other)",
+    ),
+    "a rank-2 context's mask carried over": (
+        "        masks = [mask[0], mask[1] if len(context.shape) == len(x.shape) else None]",
+        "        masks = [mask[0], mask[1]]",
+    ),
+    # The mask is the output's: an input's mask returned as it is when its axis of 1 broadcasts (the shape of
+    # x's mask for an output of the context's steps), and the same only when a size is unknown while tracing.
+    "the output mask not broadcast": (
+        "        if not (_all_ints(lead) and _static_broadcast([tuple(m.shape) for m in present]) == lead):",
+        "        if False:",
+    ),
+    "the output mask not broadcast when a size is unknown": (
+        "        if not (_all_ints(lead) and _static_broadcast([tuple(m.shape) for m in present]) == lead):",
+        "        if _all_ints(lead) and _static_broadcast([tuple(m.shape) for m in present]) != lead:",
+    ),
     # Ranks: the plain multiply everywhere (TensorFlow then raises its own UnimplementedError at rank 6+).
     "einsum past TensorFlow's broadcast limit dropped": (
         "        if self._multiply_by_einsum or _past_broadcast_limit(x.shape, weights.shape):",
@@ -208,8 +225,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
     # Masks past the same limit: the product fixed, the masks' AND left to `logical_and` (TensorFlow then
     # raises its own UnimplementedError from compute_mask at rank 7+).
     "the masks' AND past TensorFlow's broadcast limit by logical_and": (
-        "        if _past_broadcast_limit(x_mask.shape, context_mask.shape):",
-        "        if False:",
+        "            if _past_broadcast_limit(result.shape, other.shape):",
+        "            if False:",
     ),
     "float64 product by multiply wherever": (
         '        self._multiply_by_einsum = self.compute_dtype == "float64" and not _multiply_keeps_float64()',
@@ -251,6 +268,31 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "dtype memo keyed on nothing": (
         "    name = _DTYPE_NAMES.get(dtype)\n    if name is None:\n        name = _DTYPE_NAMES[dtype] = ",
         "    name = _DTYPE_NAMES.get(0)\n    if name is None:\n        name = _DTYPE_NAMES[0] = ",
+    ),
+    # Sizes unknown while tracing: an unknown size counted as a 1 (which broadcasts nothing), so a tf.function
+    # traced with None sizes takes the plain multiply where the sizes it meets at run time need the einsum.
+    "unknown sizes counted as 1s in the broadcast runs": (
+        "        a, b = (None if d is None or _is_symbolic(d) else int(d) for d in (a, b))",
+        "        a, b = (1 if d is None or _is_symbolic(d) else int(d) for d in (a, b))",
+    ),
+    # Dtype policies through saving: the config names the compute dtype, not the policy (a mixed policy comes
+    # back as float16 or bfloat16 throughout, its kernel in the compute dtype).
+    "the config holds the compute dtype, not the policy": (
+        "        config = super().get_config()",
+        '        config = {**super().get_config(), "dtype": self.compute_dtype}',
+    ),
+    # Integers over their range: cast through float32 first (2**24 + 1 becomes 2**24 under a float64 policy).
+    "integers cast through float32": (
+        "            tensor = ops.cast(tensor, self.compute_dtype)",
+        '            tensor = ops.cast(ops.cast(tensor, "float32"), self.compute_dtype)',
+    ),
+    # The initializer's randomness: every layer draws from a seed generator of its own, which ignores the seed a
+    # user gave (set_random_seed still reproduces the unseeded draws).
+    "the initializer's seed replaced by a generator of the layer's": (
+        "        self.kernel_initializer = keras.initializers.get(kernel_initializer)\n",
+        "        self.kernel_initializer = keras.initializers.get(kernel_initializer)\n"
+        '        if hasattr(self.kernel_initializer, "seed"):\n'
+        "            self.kernel_initializer.seed = keras.random.SeedGenerator()\n",
     ),
 }
 

@@ -378,13 +378,23 @@ def sgd_step(x, context, y, kernel, w, learning_rate: float, dtype: str = "float
     }
 
 
-def output_mask(x_mask, context_mask, x_rank: int, context_rank: int):
+def output_mask(x_mask, context_mask, x_shape, context_shape):
     """The mask of the layer's output, as for an elementwise product (`keras.layers.Multiply` keeps its
-    inputs' masks): x's mask, combined by logical AND (NumPy broadcasting) with the context's when the context
-    has x's rank; a rank-2 context has no time axis, and its mask (if any) does not reach the output. None when
-    neither input carries a mask that reaches it."""
-    if context_rank != x_rank:
+    inputs' masks): x's mask, combined by logical AND with the context's when the context has x's rank; a
+    rank-2 context has no time axis, and its mask (if any) does not reach the output. The mask describes the
+    output, so it has the output's leading shape (`output_shape` without its last axis): a mask whose axis is
+    1 where the other input's is not is broadcast (NumPy rules), and a mask over x's first axes only covers
+    the axes after them (trailing axes of 1, then broadcast). None when neither input carries a mask that
+    reaches the output."""
+    if len(context_shape) != len(x_shape):
         context_mask = None
-    if x_mask is None or context_mask is None:
-        return x_mask if context_mask is None else np.asarray(context_mask, bool)
-    return np.logical_and(x_mask, context_mask)
+    if x_mask is None and context_mask is None:
+        return None
+    lead = output_shape(x_shape, context_shape)[:-1]
+    out = np.ones(lead, bool)
+    for mask in (x_mask, context_mask):
+        if mask is not None:
+            mask = np.asarray(mask, bool)
+            out = out & mask.reshape(mask.shape + (1,) * (len(lead) - mask.ndim))
+    assert out.shape == lead, f"the masks broadcast to {out.shape}, not to the output's leading shape {lead}"
+    return out

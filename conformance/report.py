@@ -188,6 +188,13 @@ def judge_sessions(runs: dict, version_set: str) -> list[str]:
 # --- 3. comparing the observations ---------------------------------------------------------------------------
 
 
+def _broadcasts_to(shape: tuple, *arrays) -> bool:
+    try:
+        return np.broadcast_shapes(shape, *(np.shape(a) for a in arrays)) == shape
+    except ValueError:
+        return False
+
+
 def _agree(a: np.ndarray, b: np.ndarray, atol, underflow: np.ndarray) -> dict:
     """Compares `a` with the reference `b` elementwise: `ok` (within atol where b is finite, non-finite
     values equal), `max_abs` (largest |a - b|), `err_over_tol` (largest |a - b| / atol: at most 1 passes),
@@ -195,7 +202,9 @@ def _agree(a: np.ndarray, b: np.ndarray, atol, underflow: np.ndarray) -> dict:
     (largest |a - b| inside it: elements whose oracle value is below the smallest normal number or whose
     tolerance the underflow floor dominates, where a flushing backend may differ by 100% by design)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
+    # A value of another shape than the reference (a stale record, a mask not broadcast) disagrees; so does a
+    # reference whose tolerance has another shape (a record made against other golden data).
+    if a.shape != b.shape or not _broadcasts_to(b.shape, atol, underflow):
         inf = float("inf")
         return {"ok": False, "max_abs": inf, "err_over_tol": inf, "max_rel": inf, "underflow_abs": 0.0}
     atol = np.broadcast_to(np.asarray(atol, np.float64), b.shape)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from conformance import backend
+from conformance import backend, strategies
 from conformance.target import HyperZZWOperator
 
 
@@ -92,6 +92,53 @@ def test_default_layers_draw_fresh_kernels_that_the_global_seed_reproduces():
     keras.utils.set_random_seed(7)
     np.testing.assert_array_equal(kernel(), first)
     np.testing.assert_array_equal(kernel(), second)
+
+
+RANDOM_INITIALIZERS = sorted(name for name, (_, random) in strategies.INITIALIZERS.items() if random)
+
+
+def _kernel(initializer, dtype="float32"):
+    layer = HyperZZWOperator(6, kernel_initializer=initializer, dtype=dtype)
+    layer.build([(None, 6), (None, 3)])
+    return backend.to_numpy(layer.hyper_kernel)
+
+
+@pytest.mark.parametrize("given_as", ["name", "unseeded instance"])
+@pytest.mark.parametrize("family", RANDOM_INITIALIZERS)
+def test_unseeded_initializers_draw_fresh_kernels_that_the_global_seed_reproduces(family, given_as):
+    """Without a seed, each layer starts from a kernel of its own; `keras.utils.set_random_seed` reproduces
+    the sequence, and another global seed gives another one. (One unseeded initializer object shared by two
+    layers gives both the same kernel: Keras fixes an unseeded object's seed when it is made, and warns.)"""
+    make = (lambda: family) if given_as == "name" else (lambda: getattr(keras.initializers, family)())
+
+    def two():
+        return _kernel(make()), _kernel(make())
+
+    keras.utils.set_random_seed(11)
+    first = two()
+    assert not np.array_equal(*first), f"{family} ({given_as}) on {backend.NAME}: two unseeded layers, one kernel"
+    keras.utils.set_random_seed(11)
+    again = two()
+    for got, want in zip(again, first):
+        np.testing.assert_array_equal(got, want, err_msg=f"{family} ({given_as}): set_random_seed(11) twice")
+    keras.utils.set_random_seed(12)
+    assert not np.array_equal(two()[0], first[0]), f"{family} ({given_as}): seeds 11 and 12 gave one kernel"
+
+
+@pytest.mark.parametrize("family", RANDOM_INITIALIZERS)
+def test_a_seeded_initializer_gives_its_seeds_kernel(family):
+    """A seeded initializer's kernel is the one that initializer draws for `(context_dim, input_dim)`,
+    whatever the global seed; the seed survives the config; another seed gives another kernel."""
+    cls = getattr(keras.initializers, family)
+    want = backend.to_numpy(cls(seed=21)((3, 6), "float32"))
+    keras.utils.set_random_seed(1)
+    np.testing.assert_array_equal(_kernel(cls(seed=21)), want, err_msg=f"{family}(seed=21) on {backend.NAME}")
+    keras.utils.set_random_seed(2)
+    np.testing.assert_array_equal(_kernel(cls(seed=21)), want, err_msg=f"{family}(seed=21), another global seed")
+    clone = HyperZZWOperator.from_config(HyperZZWOperator(6, kernel_initializer=cls(seed=21)).get_config())
+    clone.build([(None, 6), (None, 3)])
+    np.testing.assert_array_equal(backend.to_numpy(clone.hyper_kernel), want, err_msg=f"{family}: through config")
+    assert not np.array_equal(_kernel(cls(seed=22)), want), f"{family}: seeds 21 and 22 gave one kernel"
 
 
 def test_layer_is_registered_under_the_hyperzzw_package():

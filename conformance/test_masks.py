@@ -15,7 +15,7 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from keras import ops
 
-from conformance import assertions, backend, cases, expected, golden, oracle, strategies, upstream
+from conformance import assertions, backend, cases, expected, golden, oracle, strategies, tolerance, upstream
 from conformance.target import HyperZZWOperator
 
 # Known gap, Keras's: from the Keras 3.16 nightly builds on, RNN layers set `supports_masking = False`
@@ -127,7 +127,7 @@ def test_compute_mask_at_every_rank_matches_the_oracle(pair, masked, mode, seed)
     rng = np.random.default_rng(seed)
     x_mask = rng.random(x_shape[:-1]) < 0.6 if masked != "context" else None
     context_mask = rng.random(context_shape[:-1]) < 0.6 if masked != "x" else None
-    want = oracle.output_mask(x_mask, context_mask, len(x_shape), len(context_shape))
+    want = oracle.output_mask(x_mask, context_mask, x_shape, context_shape)
     if x_mask is not None and context_mask is not None and x_mask.ndim == context_mask.ndim:
         runs = strategies.broadcast_runs(x_mask.shape + (1,), context_mask.shape + (1,))  # a feature axis of 1
         event(f"the masks broadcast in {'6+' if runs > 5 else '1-5'} runs")
@@ -179,7 +179,7 @@ def test_masks_flow_through_a_functional_model(case, golden_manifest):
     assert y._keras_mask is not None, f"{case.id}: the symbolic output carries no mask"
     model = keras.Model([x_in, c_in], _MaskAsFloat()(y))
     got = backend.to_numpy(model([backend.tensor(x, "float32"), backend.tensor(context, "float32")]))
-    want = oracle.output_mask(x_mask, context_mask, x.ndim, context.ndim)
+    want = oracle.output_mask(x_mask, context_mask, x.shape, context.shape)
     np.testing.assert_array_equal(got.astype(bool), want, err_msg=f"{case.id} on {backend.NAME}")
 
 
@@ -232,3 +232,75 @@ def _check_padding_ignored(head, context_sequence):
     table[1] += 1.0
     model.get_layer("tokens").set_weights([table])
     assert not np.array_equal(backend.to_numpy(model(inputs)), before)
+
+
+# --- a model a user would write: a one-step x, a five-step context, an LSTM after the layer --------------------
+
+# Transcendental functions are not correctly rounded: the bound allows each sigmoid or tanh evaluation an error
+# of _TRANSCENDENTAL_ULPS float32 units in the last place of its result, beyond its input's error (XLA's, ATen's
+# and Eigen's float32 tanh and logistic are within a few ulps); the arithmetic is bounded by gamma(n).
+_TRANSCENDENTAL_ULPS = 4
+
+
+def _lstm_oracle(y, kernel, recurrent, bias, y_error):
+    """Keras's LSTM (gates i, f, g, o; sigmoid and tanh; zero initial state) in float64 over every step of
+    `y`, and a first-order running bound on a float32 evaluation's error: each rounding of the arithmetic
+    (gamma of the reduction length, times the magnitudes), each activation's own error, and every error
+    before it carried through the Lipschitz constants (1/4 for sigmoid, 1 for tanh) and magnitudes."""
+    u = tolerance.UNIT_ROUNDOFF["float32"]
+    eps = _TRANSCENDENTAL_ULPS * 2 * u
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    units = recurrent.shape[0]
+    h, c = np.zeros((y.shape[0], units)), np.zeros((y.shape[0], units))
+    eh, ec = np.zeros_like(h), np.zeros_like(c)
+    n = y.shape[-1] + units + 1  # the terms of one pre-activation
+    for t in range(y.shape[1]):
+        z = y[:, t] @ kernel + h @ recurrent + bias
+        magnitude = np.abs(y[:, t]) @ np.abs(kernel) + np.abs(h) @ np.abs(recurrent) + np.abs(bias)
+        ez = tolerance.gamma(n, "float32") * magnitude + y_error[:, t] @ np.abs(kernel) + eh @ np.abs(recurrent)
+        zi, zf, zg, zo = np.split(z, 4, axis=-1)
+        ei, ef, eg, eo = np.split(ez, 4, axis=-1)
+        i, f, g, o = sigmoid(zi), sigmoid(zf), np.tanh(zg), sigmoid(zo)
+        ei, ef, eo = ei / 4 + eps * i, ef / 4 + eps * f, eo / 4 + eps * o
+        eg = eg + eps * np.abs(g)
+        new_c = f * c + i * g
+        ec = np.abs(f) * ec + np.abs(c) * ef + np.abs(i) * eg + np.abs(g) * ei
+        ec += tolerance.gamma(2, "float32") * (np.abs(f * c) + np.abs(i * g))
+        c = new_c
+        tc = np.tanh(c)
+        etc = ec + eps * np.abs(tc)
+        h = o * tc
+        eh = np.abs(o) * etc + np.abs(tc) * eo + u * np.abs(h)
+    return h, eh
+
+
+def test_a_one_step_x_against_a_five_step_context_feeds_an_lstm():
+    """`Masking` on a one-step x, a five-step context, an LSTM after the layer: the output mask has the
+    output's five steps (an LSTM fed x's one-step mask fails on every backend, each with its own error), the
+    LSTM's output is the float64 oracle's within its derived bound, and a fully masked sample leaves the LSTM
+    in its initial state (exactly 0)."""
+    rng = np.random.default_rng(29)
+    x = rng.choice([-1, 1], (3, 1, 3)) * rng.integers(1, 9, (3, 1, 3)) / 8
+    x[1] = 0.0  # sample 1: all features 0, so Masking masks its one step, and with it all five output steps
+    context = rng.integers(-8, 9, (3, 5, 4)) / 8
+    kernel = rng.integers(-8, 9, (4, 3)) / 16
+    lstm_kernel, lstm_recurrent = rng.integers(-8, 9, (3, 8)) / 16, rng.integers(-8, 9, (2, 8)) / 16
+    lstm_bias = rng.integers(-8, 9, (8,)) / 16
+
+    x_in, c_in = keras.Input((1, 3)), keras.Input((5, 4))
+    layer = HyperZZWOperator(3)
+    y = layer([keras.layers.Masking()(x_in), c_in])
+    assert tuple(y._keras_mask.shape) == (None, 5), f"symbolic output mask {tuple(y._keras_mask.shape)}"
+    lstm = keras.layers.LSTM(2)
+    with _rnn_warning_ignored():
+        model = keras.Model([x_in, c_in], lstm(y))
+        layer.set_weights([kernel])
+        lstm.set_weights([lstm_kernel, lstm_recurrent, lstm_bias])
+        got = backend.to_numpy(model([backend.tensor(x, "float32"), backend.tensor(context, "float32")]))
+
+    y_exact = x * (context @ kernel)  # exact in float64: few bits
+    y_error = tolerance.gamma(kernel.shape[0] + 1, "float32") * np.abs(x) * (np.abs(context) @ np.abs(kernel))
+    want, bound = _lstm_oracle(y_exact, lstm_kernel, lstm_recurrent, lstm_bias, y_error)
+    np.testing.assert_array_equal(got[1], np.zeros(2), err_msg=f"the fully masked sample on {backend.NAME}")
+    for i in (0, 2):
+        assertions.assert_close(got[i], want[i], bound[i], f"sample {i}: LSTM after the layer", what="LSTM output")

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from conformance import expected, golden, observed, report, upstream
+from conformance import cases, expected, golden, observed, report, upstream
 
 LAYER = {"path": "/src/hyperzzw/layer.py", "sha256": "ab" * 32}
 WORKERS = ("gw0", "gw1")
@@ -251,6 +251,29 @@ def test_a_value_out_of_tolerance_fails_the_report(tmp_path, records):
     assert not result["ok"] and result["problems"][0].startswith("1 numeric rows out of tolerance")
     row = next(r for r in result["rows"] if r["key"] == key)
     assert row["backends"]["jax"]["err_over_tol"] > 1 >= row["backends"]["torch"]["err_over_tol"]
+
+
+@pytest.mark.parametrize("shape", ["smaller", "broadcast-incompatible"])
+def test_a_value_of_another_shape_fails_the_report(tmp_path, records, shape):
+    """A mask recorded unbroadcast (or any value whose shape is not the reference's, on one backend or all)
+    is a disagreement named in the verdict, never a traceback of the report."""
+    case = next(c for c in cases.MASK_CASES if c.id == "x masked, one step, against a five-step context")
+    keys = [expected.output_mask(case, mode).key for mode in expected.OUTPUT_MODES]
+
+    def unbroadcast(part):
+        for key in keys:
+            if key in part["numeric"]:
+                entry = part["numeric"][key]
+                values = np.asarray(entry["values"]).reshape(entry["shape"])  # (2, 5): the output's steps
+                values = values[:, :1] if shape == "smaller" else values[:, :3]  # x's one step; (2, 3)
+                entry.update(shape=list(values.shape), values=values.ravel().tolist())
+
+    for backends in (["torch"], list(records)):
+        broken = copy.deepcopy(records)
+        for backend_name in backends:
+            broken = _broken(broken, backend_name, _each_part(unbroadcast))
+        result = _report(tmp_path, broken)
+        assert not result["ok"] and result["problems"][0].startswith("2 numeric rows out of tolerance"), backends
 
 
 def test_a_differing_error_text_fails_the_report(tmp_path, records):

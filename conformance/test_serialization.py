@@ -166,3 +166,70 @@ def test_weights_saved_by_each_backend_load_here(saved_by, tmp_path, golden_mani
     _check_golden_model(
         model, observer, expected.weights_file(saved_by), golden_manifest, f".weights.h5 written on {saved_by}"
     )
+
+
+# --- dtype policies through saving ---------------------------------------------------------------------------
+
+# Every policy the layer supports, by name and as a `keras.DTypePolicy` object (what `dtype=` also takes).
+SAVED_POLICIES = [*cases.POLICIES, "DTypePolicy(mixed_float16)", "DTypePolicy(mixed_bfloat16)", "DTypePolicy(float64)"]
+
+
+def _policy(spec: str):
+    return keras.DTypePolicy(spec[len("DTypePolicy(") : -1]) if spec.startswith("DTypePolicy(") else spec
+
+
+def _policy_model(policy):
+    x, context = keras.Input((5, 6), name="x"), keras.Input((3,), name="context")
+    layer = HyperZZWOperator(6, dtype=_policy(policy), kernel_initializer="zeros", name="zzw")
+    model = keras.Model([x, context], layer([x, context]))
+    # A kernel of values exact in every dtype (multiples of 1/8 below 4), drawn from a fixed NumPy seed.
+    kernel = np.random.default_rng(5).integers(-32, 32, (3, 6)) / 8
+    layer.hyper_kernel.assign(backend.tensor(kernel, backend.dtype_of(layer.hyper_kernel)))
+    return model
+
+
+def _assert_same_policy(layer, reference, what):
+    __tracebackhide__ = True
+    got = (layer.dtype_policy.name, layer.compute_dtype, layer.variable_dtype, backend.dtype_of(layer.hyper_kernel))
+    want = (
+        reference.dtype_policy.name,
+        reference.compute_dtype,
+        reference.variable_dtype,
+        backend.dtype_of(reference.hyper_kernel),
+    )
+    assert got == want, f"{what} on {backend.NAME}: (policy, compute, variable, kernel dtype) {got}, expected {want}"
+
+
+@pytest.mark.parametrize("how", ["config", ".keras"])
+@pytest.mark.parametrize("policy", SAVED_POLICIES)
+def test_dtype_policy_survives_saving(policy, how, tmp_path):
+    """A layer of any dtype policy (mixed ones and `DTypePolicy` objects included), saved and loaded (its
+    config, or a `.keras` file of its model), comes back with the same policy, compute and variable dtypes,
+    kernel, and outputs (bit for bit: the same computation on the same backend)."""
+    model = _policy_model(policy)
+    layer = model.get_layer("zzw")
+    compute, variable = cases.POLICIES[layer.dtype_policy.name]
+    assert (layer.compute_dtype, layer.variable_dtype) == (compute, variable), policy
+    rng = np.random.default_rng(6)
+    inputs = [
+        backend.tensor(rng.integers(-8, 8, (2, 5, 6)) / 4, "float32"),
+        backend.tensor(rng.random((2, 3)) < 0.5, "float32"),
+    ]
+    before = backend.to_numpy(model(inputs))
+    if how == "config":
+        loaded_layer = HyperZZWOperator.from_config(json.loads(json.dumps(layer.get_config())))
+        loaded_layer.build([tuple(t.shape) for t in inputs])
+        loaded_layer.hyper_kernel.assign(layer.hyper_kernel)  # the config holds no weights
+        out = loaded_layer(inputs)
+    else:
+        model.save(tmp_path / "model.keras")
+        loaded = keras.saving.load_model(tmp_path / "model.keras")
+        loaded_layer = loaded.get_layer("zzw")
+        out = loaded(inputs)
+    what = f"{policy} through {how}"
+    _assert_same_policy(loaded_layer, layer, what)
+    np.testing.assert_array_equal(
+        backend.to_numpy(loaded_layer.hyper_kernel), backend.to_numpy(layer.hyper_kernel), err_msg=what
+    )
+    assertions.assert_dtype(backend.dtype_of(out), compute, what)
+    np.testing.assert_array_equal(backend.to_numpy(out), before, err_msg=f"{what} on {backend.NAME}")

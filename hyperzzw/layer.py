@@ -190,6 +190,57 @@ def _broadcast_dim(a, b):
     return False
 
 
+def _trailing_axes(tensor, rank, after=None):
+    """`tensor` with axes of size 1 added up to `rank`: at the end (a mask over the first axes covers the
+    axes after them), or after axis `after` (a rank-2 context's batch axis)."""
+    for _ in range(rank - len(tensor.shape)):
+        tensor = ops.expand_dims(tensor, axis=-1 if after is None else after)
+    return tensor
+
+
+def _leading_trues(tensor):
+    """Trues of `tensor`'s shape without its last axis, whatever its sizes (known, or only when it runs)."""
+    if tensor.shape[-1] == 0:  # nothing to slice: the `any` of an empty axis is False
+        return ops.logical_not(ops.any(ops.zeros_like(tensor, dtype="bool"), axis=-1))
+    return ops.ones_like(tensor[..., 0], dtype="bool")
+
+
+def _static_broadcast(shapes):
+    """The NumPy broadcast of static shapes of one rank, or None when one is unknown or they do not broadcast."""
+    if not all(_all_ints(shape) for shape in shapes) or len({len(shape) for shape in shapes}) != 1:
+        return None
+    out = []
+    for dims in zip(*shapes):
+        sizes = set(dims) - {1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+# Integer dtypes wider than float32's 24-bit significand. Every backend converts them to bfloat16 through
+# float32 (measured: jax, torch and TensorFlow, Keras 3.15), so an integer within half a float32 ulp of a point
+# midway between two bfloat16 values lands on that midpoint and then rounds to even, not to the nearer one.
+_WIDE_INTEGERS = frozenset({"int32", "uint32", "int64"})
+
+
+def _wide_integers_to_bfloat16(tensor, dtype):
+    """`tensor` (of integer `dtype`: int32, uint32 or int64) rounded once, to the nearest bfloat16."""
+    single = ops.cast(tensor, "float32")  # rounds once (measured on every backend)
+    near = ops.cast(ops.cast(single, "bfloat16"), "float32")
+    # Where float32 rounded onto a point midway between two bfloat16 values (`near` and `2 * single - near`,
+    # exact in float32), the integer itself lies on one side of it: take the bfloat16 on that side. (Where
+    # `single` is past the integer range, 2**31, 2**32 or 2**63, it is a bfloat16 value, never midway.)
+    other = 2.0 * single - near
+    midway = ops.logical_and(
+        ops.not_equal(near, single), ops.equal(ops.cast(ops.cast(other, "bfloat16"), "float32"), other)
+    )
+    back = ops.cast(single, dtype)
+    side = ops.where(ops.greater(tensor, back), ops.maximum(near, other), ops.minimum(near, other))
+    fixed = ops.where(ops.logical_and(midway, ops.not_equal(tensor, back)), side, near)
+    return ops.cast(fixed, "bfloat16")
+
+
 def _multiply_keeps_float64():
     """Whether `keras.ops.multiply` of two float64 tensors is float64 (see `HyperZZWOperator.build`)."""
     one = ops.ones((1,), dtype="float64")
@@ -304,21 +355,33 @@ class HyperZZWOperator(keras.layers.Layer):
 
     def compute_mask(self, inputs, mask=None):
         # As for an elementwise product: the output keeps the mask of `x`; a context of x's rank has x's
-        # time axes, and its mask is combined with x's by logical AND (NumPy broadcasting); a rank-2 context
-        # has no time axis, and carries no mask over to the output.
+        # time axes, and its mask is combined with x's by logical AND; a rank-2 context has no time axis, and
+        # carries no mask over to the output. The mask describes the output: it has the output's leading
+        # shape, so a mask whose axis is 1 where the other input's is not is broadcast (NumPy rules), and a
+        # mask over the first axes only covers the axes after them.
         if not isinstance(mask, (list, tuple)) or len(mask) != 2 or mask[0] is None and mask[1] is None:
             return None
         x, context = _split(inputs, shapes=False)
-        x_mask, context_mask = mask
-        if len(context.shape) != len(x.shape):
-            context_mask = None
-        if x_mask is None or context_mask is None:
-            return context_mask if x_mask is None else x_mask
-        if _past_broadcast_limit(x_mask.shape, context_mask.shape):
-            # The AND as a product of 0s and 1s: TensorFlow's `logical_and` has `multiply`'s broadcast limit.
-            both = ops.einsum("...,...->...", ops.cast(x_mask, "float32"), ops.cast(context_mask, "float32"))
-            return ops.cast(both, "bool")
-        return ops.logical_and(x_mask, context_mask)
+        rank = len(x.shape) - 1  # the output mask's rank
+        masks = [mask[0], mask[1] if len(context.shape) == len(x.shape) else None]
+        if masks[0] is None and masks[1] is None:
+            return None
+        masks = [None if m is None else _trailing_axes(m, rank) for m in masks]
+        lead = self._check_shapes(_static_shape(x), _static_shape(context))[1][:-1]
+        present = [m for m in masks if m is not None]
+        if not (_all_ints(lead) and _static_broadcast([tuple(m.shape) for m in present]) == lead):
+            # A size unknown now (traced, symbolic), or a mask smaller than the output: AND in Trues of each
+            # input's leading shape, which broadcast to the output's at run time, whatever the sizes are then.
+            present += [_trailing_axes(_leading_trues(tensor), rank, after=1) for tensor in (x, context)]
+        result = present[0]
+        for other in present[1:]:
+            if _past_broadcast_limit(result.shape, other.shape):
+                # The AND as a product of 0s and 1s: TensorFlow's `logical_and` has `multiply`'s broadcast limit.
+                both = ops.einsum("...,...->...", ops.cast(result, "float32"), ops.cast(other, "float32"))
+                result = ops.cast(both, "bool")
+            else:
+                result = ops.logical_and(result, other)
+        return result
 
     def get_config(self):
         config = super().get_config()
@@ -334,7 +397,10 @@ class HyperZZWOperator(keras.layers.Layer):
         return config
 
     def _to_compute_dtype(self, tensor):
-        if _dtype_name(tensor.dtype) != self.compute_dtype:
+        name = _dtype_name(tensor.dtype)
+        if name != self.compute_dtype:
+            if self.compute_dtype == "bfloat16" and name in _WIDE_INTEGERS:
+                return _wide_integers_to_bfloat16(tensor, name)
             tensor = ops.cast(tensor, self.compute_dtype)
         return tensor
 
