@@ -34,7 +34,7 @@ import operator
 import keras
 from keras import ops
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 __all__ = ["HyperZZWOperator"]
 
 _NAME = "HyperZZWOperator"
