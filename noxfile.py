@@ -280,6 +280,31 @@ def export(session: nox.Session, backend: str) -> None:
     )
 
 
+SUBJECTS = ROOT / "conformance" / "subjects"
+
+
+@nox.session(tags=["tests", "harness"], default=False)
+def harness(session: nox.Session) -> None:
+    """The harness on every subject file in conformance/subjects/ (or the files given), a venv per backend."""
+    _install_once(session, "-c", CONSTRAINTS, "numpy")
+    # each backend runs in its tests-<backend> venv (keras, that backend, this project), in a process of its own
+    pythons = [f"--python={backend}={backend_python(session, backend)}" for backend in EXTRAS]
+    files = session.posargs or [str(path) for path in sorted(SUBJECTS.glob("*.py")) if path.name != "__init__.py"]
+    for path in files:
+        out = REPORTS / "harness" / Path(path).stem
+        # a private KERAS_HOME, as in the test sessions: the user's keras.json never leaks in
+        session.run(
+            "python",
+            "-m",
+            "conformance.harness",
+            path,
+            "--out",
+            str(out),
+            *pythons,
+            env={"KERAS_HOME": session.create_tmp()},
+        )
+
+
 @nox.session
 def report(session: nox.Session) -> None:
     """Compare what the three backends observed and print the cross-backend agreement table."""
@@ -313,6 +338,7 @@ def golden_check(session: nox.Session) -> None:
         "conformance/test_oracle.py",
         "conformance/test_fixtures.py",
         "conformance/test_report.py",
+        "conformance/test_harness_report.py",
     )
 
 

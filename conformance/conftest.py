@@ -16,7 +16,7 @@ from conformance import observed, target
 
 # Backend-independent (NumPy only): the `golden_check` session runs these once, with `pytest --noconftest`,
 # instead of every backend session building the oracle data again.
-collect_ignore = ["test_oracle.py", "test_fixtures.py", "test_report.py"]
+collect_ignore = ["test_oracle.py", "test_fixtures.py", "test_report.py", "test_harness_report.py"]
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -26,6 +26,8 @@ def pytest_ignore_collect(collection_path, config):
     extra), the third traces and compiles per case (55 s on torch), kept out of the 180 s default run."""
     if collection_path.name in ("test_distributed.py", "test_export.py", "test_traced.py"):
         return not any(collection_path.stem in str(arg) for arg in config.args)
+    if collection_path.name == "subjects" and collection_path.parent.name == "conformance":
+        return True  # harness declarations, not tests: `nox -s harness` runs them
     return None
 
 

@@ -1,0 +1,506 @@
+"""The cross-backend report: reads the records the backends wrote, compares each observation with its reference
+and between every pair of backends, and prints a check x backend matrix per subject, and the verdict.
+
+NumPy only: this process imports neither keras nor a backend nor the declaration file; what it needs of the
+declaration (tolerances and their reasons, bad inputs, known divergences, skipped checks) is in the records.
+
+PASS means: a complete record of both phases from each of the three backends, made from the same declaration
+file with the same keras and numpy, and every cell of every subject passes: each value within its stated
+tolerance of its reference (the oracle when the subject has one, else the same backend's float64 run) and of
+every other backend, each dtype the policy's, each text (weights, configs, symbolic shapes) the same on every
+backend, each declared error raised with its type and text, each known divergence still diverging. A missing
+record, phase, subject or observation is a FAIL, never a pass.
+
+Who is blamed: a backend outside tolerance of the oracle; without one, a backend that disagrees with both
+others while they agree (the report says "by majority": two backends can share an error); with no majority,
+every backend of a disagreeing pair. The float64 gradients and training step are the float32 ones' references
+on each backend and are not judged themselves: without an exact gradient oracle a disagreement among three
+float64 results cannot be attributed (the float64 forward pass is judged, against the oracle when there is one).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from conformance.harness.declaration import BACKENDS, POLICIES, SAME_ON_EVERY_BACKEND, UNIT_ROUNDOFF, Tolerance
+
+PHASES = ("record", "load")
+PASS, FAIL, KNOWN, SKIP, MISSING = "PASS", "FAIL", "KNOWN", "SKIP", "MISSING"
+
+
+def read(folder: str | Path) -> tuple[dict, list[str]]:
+    """{backend: {phase: record}} and the problems with the records themselves."""
+    folder, records, problems = Path(folder), {}, []
+    for backend in BACKENDS:
+        for phase in PHASES:
+            path = folder / f"{phase}-{backend}.json"
+            if not path.is_file():
+                problems.append(f"{backend}: no {phase} record ({path.name}): the {phase} phase did not run or died")
+                continue
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                problems.append(f"{backend}: {path.name} is unreadable ({exc})")
+                continue
+            if record.get("backend") != backend or record.get("phase") != phase or not record.get("complete"):
+                problems.append(f"{backend}: {path.name} is not a complete {phase} record of {backend}")
+                continue
+            records.setdefault(backend, {})[phase] = record
+    present = [r for phases in records.values() for r in phases.values()]
+    for field in ("declaration", "versions"):
+        keys = {json.dumps(r[field]["sha256"] if field == "declaration" else _versions_key(r[field])) for r in present}
+        if len(keys) > 1:
+            what = "different declaration files" if field == "declaration" else "different keras or numpy versions"
+            problems.append(f"the records come from {what}: " + ", ".join(sorted(keys)))
+    return records, problems
+
+
+def _versions_key(versions: dict) -> list:
+    return [versions.get("keras"), versions.get("numpy")]
+
+
+def _values(entry: dict) -> np.ndarray:
+    return np.asarray(entry["values"], np.float64).reshape(entry["shape"])
+
+
+def _summary(exc: dict) -> str:
+    first = exc["own"].strip().splitlines()[0] if exc["own"].strip() else ""
+    return f"raised {exc['type']}: {first[:160]}"
+
+
+class Judge:
+    """Compares one subject's observations across backends and fills its matrix."""
+
+    def __init__(self, name: str, observations: dict, meta: dict):
+        self.name, self.obs, self.meta = name, observations, meta  # obs: {backend: {check: entry}}
+        self.backends = [b for b in BACKENDS if b in observations]
+        tolerance = meta.get("tolerance")
+        if tolerance:
+            self.tolerance = Tolerance(tolerance["reduction"], f"declared: {tolerance['reason']}", tolerance["ulps"])
+        else:
+            n = sum(int(s["shape"][-1]) for s in meta["inputs"] if s["shape"]) + 2
+            self.tolerance = Tolerance(n, "default: the inputs' last axes summed, plus 2 (declare `tolerance=`)")
+        first = meta["inputs"][0]["shape"] if meta["inputs"] else [1]
+        self.positions = int(np.prod(first[:-1])) if len(first) > 1 else 1
+        self.cells: dict[str, dict[str, list]] = {}  # check -> backend -> [status, detail]
+        self.tolerances: dict[str, str] = {}
+
+    def set(self, check: str, backend: str, status: str, detail: str = "") -> None:
+        cell = self.cells.setdefault(check, {}).setdefault(backend, [PASS, []])
+        if status == FAIL:
+            cell[0] = FAIL
+        elif status != PASS and cell[0] == PASS:
+            cell[0] = status
+        if detail:
+            cell[1].append(detail)
+
+    # --- numeric --------------------------------------------------------------------------------------------
+
+    def numeric(self, check: str, reference_of, tolerance: Tolerance, expected_dtype=None, floor: float = 0.0) -> None:
+        """`check` on every backend: against `reference_of(backend)` (an entry, or None), and between backends."""
+        entries = {b: self.obs[b].get(check) for b in self.backends}
+        usable, exempt = {}, set()
+        for backend, entry in entries.items():
+            if entry is None:
+                self.set(check, backend, MISSING, "not observed")
+            elif entry["kind"] == "raised":
+                self.set(check, backend, FAIL, _summary(entry))
+            elif entry["kind"] != "numeric":
+                self.set(check, backend, PASS, entry["value"])
+            else:
+                usable[backend] = entry
+        for backend, entry in usable.items():
+            if expected_dtype and entry["dtype"] != expected_dtype and entry["dtype"] != "bool":
+                self.set(check, backend, FAIL, f"dtype {entry['dtype']}, expected {expected_dtype}")
+            reference = reference_of(backend)
+            if reference is None or reference.get("kind") != "numeric":
+                continue
+            self._close(check, {backend: entry}, reference, tolerance, "reference", floor)
+            if reference.get("oracle") and self.cells[check][backend][0] == PASS:
+                exempt.add(backend)  # within tol of the oracle: a pair it disagrees with is the other's error
+        for a, b in itertools.combinations(usable, 2):
+            self._close(check, {a: usable[a], b: usable[b]}, None, tolerance, "pair", floor)
+        self._attribute_pairs(check, exempt)
+        for backend in usable:
+            self.set(check, backend, PASS)
+
+    def _close(self, check, entries: dict, reference, tolerance: Tolerance, against: str, floor: float = 0.0) -> None:
+        (a_name, a), *rest = entries.items()
+        got = _values(a)
+        if against == "reference":
+            want, dtype = _values(reference), a["dtype"]
+            what = "the oracle" if reference.get("oracle") else f"{a_name}'s float64 run"
+        else:
+            ((b_name, b),) = rest
+            want, dtype = _values(b), a["dtype"] if a["dtype"] == b["dtype"] else "float64"
+            what = b_name
+        if got.shape != tuple(want.shape):
+            detail = f"shape {tuple(got.shape)} against {what}'s {tuple(want.shape)}"
+            self._record(check, against, entries, False, detail)
+            return
+        if dtype == "bool" or a["dtype"].startswith(("int", "uint", "bool")):
+            ok = np.array_equal(got, want, equal_nan=True)
+            self._record(check, against, entries, ok, f"{int(np.sum(got != want))} elements differ from {what}")
+            return
+        scale = float(np.max(np.abs(want[np.isfinite(want)]), initial=0.0))
+        family = _scale_family(check)
+        if family in self.family_scale:  # a gradient's cancellations are as large as the subject's gradients
+            scale = max(scale, self.family_scale[family])
+        atol = (tolerance.atol(dtype, scale) + floor * UNIT_ROUNDOFF.get(dtype, 0.0)) * (2 if against == "pair" else 1)
+        self.tolerances[check] = tolerance.describe() + (
+            " (scale: the largest magnitude among the subject's gradients or updates)"
+            if family in self.family_scale
+            else ""
+        )
+        finite = np.isfinite(want)
+        same_special = np.array_equal(np.isnan(got), np.isnan(want)) and np.array_equal(
+            got[np.isinf(want)], want[np.isinf(want)]
+        )
+        diff = np.abs(got[finite] - want[finite]) if finite.any() else np.zeros(0)
+        worst = float(np.max(diff, initial=0.0))
+        ok = same_special and worst <= atol
+        ratio = worst / atol if atol > 0 else (0.0 if worst == 0 else float("inf"))
+        detail = f"max |{a_name} - {what}| = {worst:.3g}, atol {atol:.3g} ({dtype}; err/tol {ratio:.3g})"
+        if not same_special:
+            detail += "; NaN or infinity where the other has none"
+        self._record(check, against, entries, ok, detail)
+
+    def _record(self, check, against, entries, ok, detail) -> None:
+        if against == "reference":
+            backend = next(iter(entries))
+            self.set(check, backend, PASS if ok else FAIL, "" if ok else detail)
+        else:
+            self.cells.setdefault(check, {}).setdefault("_pairs", [])
+            self.cells[check]["_pairs"].append((tuple(entries), ok, detail))
+
+    def _attribute_pairs(self, check, exempt=frozenset()) -> None:
+        """A disagreement between two backends falls on the one that agrees with no backend while the other
+        agrees with some (the odd one out); when neither or both agree with another, on both. A backend within
+        tolerance of the oracle (`exempt`) is never blamed: the other is off."""
+        pairs = self.cells.get(check, {}).pop("_pairs", [])
+        agrees = {b for p, ok, _ in pairs if ok for b in p}
+        for (a, b), ok, detail in pairs:
+            if ok:
+                continue
+            blamed = [x for x in (a, b) if x not in agrees] if (a in agrees) != (b in agrees) else [a, b]
+            blamed = [x for x in blamed if x not in exempt] or ([] if exempt & {a, b} else blamed)
+            majority = len(blamed) == 1 and not exempt
+            for backend in blamed:
+                self.set(check, backend, FAIL, detail + (" (by majority: the other two agree)" if majority else ""))
+
+    # --- texts and errors -------------------------------------------------------------------------------------
+
+    def same_text(self, check: str, must_be=None) -> None:
+        values = {}
+        for backend in self.backends:
+            entry = self.obs[backend].get(check)
+            if entry is None:
+                self.set(check, backend, MISSING, "not observed")
+            elif entry["kind"] == "raised":
+                self.set(check, backend, FAIL, _summary(entry))
+            else:
+                values[backend] = entry.get("value", json.dumps(entry.get("shape")))
+                if must_be is not None and values[backend] != must_be:
+                    self.set(check, backend, FAIL, values[backend][:300])
+        for a, b in itertools.combinations(values, 2):
+            self.cells.setdefault(check, {}).setdefault("_pairs", []).append(
+                ((a, b), values[a] == values[b], f"{a}: {values[a][:200]!r}; {b}: {values[b][:200]!r}")
+            )
+        self._attribute_pairs(check)
+        for backend in values:
+            self.set(check, backend, PASS)
+
+    def error(self, check: str, expected: dict) -> None:
+        seen = {}
+        for backend in self.backends:
+            entry = self.obs[backend].get(check)
+            if entry is None:
+                self.set(check, backend, MISSING, "not observed")
+            elif entry["kind"] != "raised":
+                self.set(check, backend, FAIL, f"expected {expected['error']}, {entry.get('value', 'no error')}")
+            else:
+                seen[backend] = entry
+                if expected["message"] != SAME_ON_EVERY_BACKEND:
+                    if entry["type"] != expected["error"]:
+                        self.set(
+                            check,
+                            backend,
+                            FAIL,
+                            f"{entry['origin']} error {entry['type']}, expected {expected['error']}",
+                        )
+                    elif entry["own"] != expected["message"]:
+                        self.set(
+                            check, backend, FAIL, f"message {entry['own'][:200]!r}, expected {expected['message']!r}"
+                        )
+                    if entry["wrapper"]:
+                        self.set(check, backend, FAIL, "Keras appended the call's arguments: " + _wrapper_line(entry))
+        for a, b in itertools.combinations(seen, 2):
+            ea, eb = seen[a], seen[b]
+            if ea["type"] != eb["type"]:
+                detail = f"{a} raised {ea['type']} ({ea['origin']}), {b} {eb['type']} ({eb['origin']})"
+                ok = False
+            elif ea["own"] != eb["own"]:
+                detail, ok = (
+                    f"the layer's own message differs: {a}: {ea['own'][:150]!r}; {b}: {eb['own'][:150]!r}",
+                    False,
+                )
+            elif ea["wrapper"] != eb["wrapper"]:
+                detail = (
+                    "the layer's own message agrees; Keras's wrapper differs (it prints the call's arguments as each "
+                    f"backend prints tensors): {a}: {_wrapper_line(ea)!r}; {b}: {_wrapper_line(eb)!r}"
+                )
+                ok = False
+            else:
+                detail, ok = "", True
+            self.cells.setdefault(check, {}).setdefault("_pairs", []).append(((a, b), ok, detail))
+        self._attribute_pairs(check)
+        for backend in seen:
+            self.set(check, backend, PASS)
+
+    # --- the subject ------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        checks = sorted({c for b in self.backends for c in self.obs[b]})
+        self.family_scale = {}
+        for backend in self.backends:
+            for check, entry in self.obs[backend].items():
+                family = _scale_family(check)
+                if family and entry["kind"] == "numeric":
+                    values = np.abs(_values(entry))
+                    top = float(np.max(values[np.isfinite(values)], initial=0.0))
+                    self.family_scale[family] = max(self.family_scale.get(family, 0.0), top)
+        oracle = self._oracle()
+        own64 = lambda prefix: lambda b: self.obs[b].get(prefix)  # noqa: E731
+        for check in checks:
+            family = check.split("/")[0].split(".")[0]
+            if check == "oracle" or check.startswith("oracle."):
+                continue
+            if check.startswith("saved/"):
+                if check == "saved/layer":  # recorded only when making the layer before loading raised
+                    self.same_text(check)
+                    continue
+                if check.split(".")[0] == "saved/reference":
+                    continue
+                # a loaded model against the model the loading backend saved (the same layer, weights, inputs)
+                suffix = check[len(check.split(".")[0]) :]
+                self.numeric(check, own64("saved/reference" + suffix), self.tolerance)
+            elif family in ("forward", "compiled"):
+                suffix = check[len(check.split(".")[0]) :]
+                reference = oracle(suffix) or own64("policies/float64" + suffix)
+                self.numeric(check, reference, self.tolerance)
+            elif family == "gradients":
+                reference = own64("gradients-float64/" + check.split("/", 1)[1])
+                self.numeric(check, reference, self._grad_tolerance())
+            elif family == "gradients-float64":
+                continue  # the float32 gradients' reference (see the module docstring), not judged itself
+            elif family == "policies":
+                policy = check.split("/")[1].split(".")[0]
+                compute = POLICIES[policy][0]
+                suffix = check[len(check.split(".")[0]) :]
+                reference = (
+                    oracle(suffix) if policy == "float64" else oracle(suffix) or own64("policies/float64" + suffix)
+                )
+                widened = Tolerance(
+                    self.tolerance.reduction + 2,
+                    self.tolerance.reason + "; +2: inputs and weights rounded to the policy's dtype",
+                    self.tolerance.ulps,
+                )
+                self.numeric(check, reference or (lambda b: None), widened, expected_dtype=compute)
+            elif family == "training":
+                parts = check.split("/")
+                if len(parts) == 2:  # "not applicable" texts
+                    self.same_text(check)
+                    continue
+                if parts[1] == "float64":
+                    continue  # the float32 step's reference, not judged itself
+                reference = own64("/".join(["training", "float64", *parts[2:]]))
+                # the update w_new - w_old = -gradient / 8, and the rounding of w_new (|w_new| <= 1.5 + |update|)
+                self.numeric(check, reference, self._grad_tolerance(extra=2), floor=2 * 1.5)
+            elif family == "mask":
+                self.numeric(check, lambda b: None, Tolerance(0, "masks are exact"))
+            elif family == "symbolic":
+                self._symbolic(check)
+            elif check == "config/round-trip":
+                self.same_text(check, must_be="ok")
+            elif family in ("weights", "config"):
+                self.same_text(check)
+            elif family == "errors":
+                bad_id = check.split("/", 1)[1]
+                self.error(check, self.meta["bad_inputs"].get(bad_id, {"error": "?", "message": SAME_ON_EVERY_BACKEND}))
+            else:
+                self.same_text(check)
+        self._expected_checks(checks)
+        self._divergences()
+
+    def _oracle(self):
+        def of(suffix):
+            if not self.meta.get("has_oracle"):
+                return None
+            entry = next(
+                (self.obs[b].get("oracle" + suffix) for b in self.backends if self.obs[b].get("oracle" + suffix)), None
+            )
+            if entry is None:
+                return None
+            entry = {**entry, "oracle": True}
+            return lambda b: entry
+
+        return of
+
+    def _grad_tolerance(self, extra: int = 0) -> Tolerance:
+        t = self.tolerance
+        return Tolerance(
+            t.reduction + self.positions + extra,
+            t.reason + f"; + {self.positions}: a weight's gradient sums over the batch and positions",
+            t.ulps,
+        )
+
+    def _symbolic(self, check: str) -> None:
+        for backend in self.backends:
+            entry, eager = self.obs[backend].get(check), self.obs[backend].get("forward")
+            if entry and entry["kind"] == "text" and eager and eager["kind"] == "numeric":
+                spec = json.loads(entry["value"])
+                known = spec and len(spec[0][0]) == len(eager["shape"])
+                known = known and all(s is None or s == e for s, e in zip(spec[0][0], eager["shape"]))
+                if spec and (not known or spec[0][1] != eager["dtype"]):
+                    self.set(check, backend, FAIL, f"symbolic {spec[0]}, eager {[eager['shape'], eager['dtype']]}")
+        self.same_text(check)
+
+    def _expected_checks(self, checks) -> None:
+        skip = self.meta.get("skip", {})
+        for family, reason in skip.items():
+            for backend in self.backends:
+                self.set(family, backend, SKIP, reason)
+        for backend in self.backends:  # every check some backend observed, every backend must have
+            for check in checks:
+                if check not in self.obs[backend] and check not in self.cells:
+                    self.set(check, backend, MISSING, "not observed")
+
+    def _divergences(self) -> None:
+        for check_prefix, backend, reason in self.meta.get("divergences", []):
+            matched = [
+                c
+                for c in self.cells
+                if c == check_prefix or c.startswith(check_prefix + "/") or c.startswith(check_prefix + ".")
+            ]
+            if not matched:
+                self.set(check_prefix, backend, FAIL, f"a declared divergence matches no check ({reason})")
+            for check in matched:
+                cell = self.cells[check].get(backend)
+                if cell is None:
+                    continue
+                if cell[0] == FAIL:
+                    cell[0] = KNOWN
+                    cell[1].insert(0, f"known: {reason}")
+                elif cell[0] == PASS:
+                    cell[0] = FAIL
+                    cell[1].append(f"declared to diverge ({reason}), but it agrees now: remove the entry")
+
+
+def _scale_family(check: str) -> str | None:
+    """Rows scaled together: every gradient of a subject (float32 and float64 alike), every training update."""
+    head = check.split("/")[0]
+    if head in ("gradients", "gradients-float64"):
+        return "gradients"
+    if head == "training" and check.count("/") >= 2:
+        return "training"
+    return None
+
+
+def _wrapper_line(entry: dict) -> str:
+    lines = [line.strip() for line in entry["wrapper"].splitlines() if line.strip()]
+    return " ".join(lines[:3])[:200]
+
+
+def build(folder: str | Path) -> dict:
+    records, problems = read(folder)
+    subjects = {}
+    names = sorted({n for phases in records.values() for r in phases.values() for n in r["subjects"]})
+    for name in names:
+        observations, meta = {}, None
+        for backend, phases in records.items():
+            merged = {}
+            for phase in PHASES:
+                subject = phases.get(phase, {}).get("subjects", {}).get(name)
+                if subject is None:
+                    if phase in phases:
+                        problems.append(f"{backend}: the {phase} record has no subject {name!r}")
+                    continue
+                merged.update(subject["checks"])
+                meta = meta or subject["meta"]
+            observations[backend] = merged
+        judge = Judge(name, observations, meta)
+        judge.run()
+        subjects[name] = {"cells": judge.cells, "tolerances": judge.tolerances, "meta": meta}
+    failing = [
+        f"{name}: {check} on {backend}"
+        for name, s in subjects.items()
+        for check, cells in s["cells"].items()
+        for backend, (status, _) in cells.items()
+        if status in (FAIL, MISSING)
+    ]
+    if not names:
+        problems.append("no subject was recorded")
+    ok = not problems and not failing and all(len(records.get(b, {})) == len(PHASES) for b in BACKENDS)
+    versions = {b: phases.get("record", {}).get("versions") for b, phases in records.items()}
+    return {"ok": ok, "problems": problems, "failing": failing, "subjects": subjects, "versions": versions}
+
+
+def _family(check: str) -> str:
+    head = check.split("/")[0].split(".")[0]
+    if head in ("policies", "training", "saved"):
+        return "/".join(check.split("/")[:2]).split(".")[0]
+    return head
+
+
+def render(result: dict) -> str:
+    """The report as text: per subject a matrix of check families x backends, then every non-passing cell
+    with its numbers, the tolerances and their derivation, and the verdict last."""
+    lines = []
+    for backend, v in result["versions"].items():
+        if v:
+            lines.append(
+                f"{backend:<11} "
+                + ", ".join(f"{k} {v[k]}" for k in v if k in ("keras", backend, "numpy", "tensorflow-cpu"))
+            )
+    for name, subject in result["subjects"].items():
+        lines.append("")
+        lines.append(f"## {name}")
+        families: dict[str, dict[str, str]] = {}
+        order = {"PASS": 0, "SKIP": 1, "KNOWN": 2, "MISSING": 3, "FAIL": 4}
+        for check, cells in subject["cells"].items():
+            row = families.setdefault(_family(check), {})
+            for backend, (status, _) in cells.items():
+                if order[status] >= order.get(row.get(backend, "PASS"), 0):
+                    row[backend] = status
+        lines.append(f"  {'check':<26}" + "".join(f"{b:<12}" for b in BACKENDS))
+        for family in sorted(families, key=_sort_key):
+            lines.append(f"  {family:<26}" + "".join(f"{families[family].get(b, MISSING):<12}" for b in BACKENDS))
+        details = [
+            f"  {status} {check} on {backend}: " + "; ".join(notes)
+            for check, cells in sorted(subject["cells"].items())
+            for backend, (status, notes) in cells.items()
+            if status != PASS and notes
+        ]
+        lines += details
+        reasons = sorted(set(subject["tolerances"].values()))
+        if reasons:
+            lines.append("  tolerances: " + " | ".join(reasons))
+    lines.append("")
+    for problem in result["problems"]:
+        lines.append(f"  problem: {problem}")
+    if result["failing"]:
+        lines.append(f"  {len(result['failing'])} cells fail or are missing, e.g. " + "; ".join(result["failing"][:5]))
+    lines.append(f"RESULT: {'PASS' if result['ok'] else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def _sort_key(family: str):
+    from conformance.harness.declaration import CHECKS
+
+    head = family.split("/")[0]
+    head = "gradients" if head == "gradients-float64" else head
+    return (CHECKS.index(head) if head in CHECKS else len(CHECKS), family)

@@ -1,0 +1,204 @@
+"""What a layer author writes: a `Subject` per layer (or per configuration of one), in a Python file of their own.
+
+A declaration is data. It names the layer, its constructor arguments, its inputs (shapes, dtypes and how their
+values are drawn with NumPy from a seed), and, optionally, an exact NumPy oracle, tolerances with their reason,
+bad inputs with the error each must raise, and the divergences between backends the author already knows of.
+The engine (`conformance.harness.record`, `conformance.harness.compare`) runs the same checks on every subject
+and knows no layer; a subject knows no check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+# Every dtype policy Keras offers for floating-point layers: (compute dtype, variable dtype).
+POLICIES = {
+    "float16": ("float16", "float16"),
+    "bfloat16": ("bfloat16", "bfloat16"),
+    "float32": ("float32", "float32"),
+    "float64": ("float64", "float64"),
+    "mixed_float16": ("float16", "float32"),
+    "mixed_bfloat16": ("bfloat16", "float32"),
+}
+BACKENDS = ("jax", "torch", "tensorflow")
+# Half the distance from 1 to the next float: the most one rounding to nearest can be off, relatively.
+UNIT_ROUNDOFF = {"float16": 2.0**-11, "bfloat16": 2.0**-8, "float32": 2.0**-24, "float64": 2.0**-53}
+# The checks, in the order the report lists them. A subject leaves one out with `skip={check: reason}`.
+CHECKS = (
+    "weights",
+    "forward",
+    "compiled",
+    "symbolic",
+    "gradients",
+    "mask",
+    "policies",
+    "config",
+    "saved",
+    "training",
+    "errors",
+)
+SAME_ON_EVERY_BACKEND = "the same on every backend"
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """One input of the layer: its shape (batch included), dtype and how its values are drawn.
+
+    `values` is `"normal"` (standard normal), `"uniform"` (in [low, high)), `"integers"` (in [low, high)),
+    `"bool"`, or a callable `f(rng, shape) -> np.ndarray` of your own; draws come from NumPy's PCG64 seeded by
+    the subject's seed and the input's position, never from a backend's generator. `mask` is the fraction of
+    positions kept in a Keras mask of shape `shape[:-1]` passed with the call (`None`: no mask); `name` is the
+    keyword the value is passed under when the subject calls with keywords.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    values: str | Callable = "normal"
+    low: float = -1.0
+    high: float = 1.0
+    mask: float | None = None
+    name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """How far a result may be from its reference, and why: elementwise
+    `atol = (gamma(reduction, u) + ulps * u) * scale`, with `u` the unit roundoff of the dtype compared,
+    `gamma(n, u) = n u / (1 - n u)` (the bound on a sum of n rounded terms), and `scale` the largest magnitude
+    of the reference (`max |reference|`). `reduction` is the longest chain of roundings behind one output
+    element (for Dense, its input features plus one); `ulps` an allowance for functions that are not
+    correctly rounded (exp, tanh: a few units each). The reason is printed in the report."""
+
+    reduction: int
+    reason: str
+    ulps: float = 0.0
+
+    def atol(self, dtype: str, scale: float) -> float:
+        u = UNIT_ROUNDOFF.get(dtype, 0.0)
+        nu = self.reduction * u
+        gamma = math.inf if nu >= 1 else nu / (1 - nu)
+        return (gamma + self.ulps * u) * scale
+
+    def describe(self) -> str:
+        extra = f" + {self.ulps:g} u" if self.ulps else ""
+        return f"(gamma({self.reduction}){extra}) * max|reference|: {self.reason}"
+
+
+@dataclasses.dataclass(frozen=True)
+class BadInput:
+    """An input (or constructor argument) the layer must reject. `inputs` replaces the subject's inputs
+    (`Input`s, drawn as theirs are) and `args` updates its constructor arguments. `error` is the exception
+    type expected and `message` its exact text, or `SAME_ON_EVERY_BACKEND`: the type and text must agree
+    across backends, whatever they are."""
+
+    id: str
+    error: type = ValueError
+    message: str = SAME_ON_EVERY_BACKEND
+    inputs: Sequence[Input] | Mapping[str, Input] | Input | None = None
+    args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Divergence:
+    """A difference between backends the author knows of: `check` (as the report names it, e.g.
+    `"policies/float64"` or `"forward"`) differs on `backend`, for `reason` (an upstream issue, say). Strict:
+    the report fails the day the check stops diverging there, so the entry is removed when upstream fixes it."""
+
+    check: str
+    backend: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Subject:
+    """A layer under test.
+
+    Args:
+        name: what the report calls it (letters, digits, `-`, `_`, `.`).
+        layer: the layer class, a factory `f(**args) -> Layer`, or an import path `"package.module:Name"`.
+        args: the constructor's keyword arguments.
+        inputs: one `Input`, a list (passed as a list, `layer([a, b])`), or a dict (passed as keywords,
+            `layer(query=..., value=...)`).
+        oracle: optional exact reference in NumPy: `oracle(weights, *inputs)` (or `**inputs` for a dict) returns
+            the float64 output, `weights` the layer's weights by name (`"kernel"`), as float64 arrays.
+        tolerance: how results are compared with their reference (the oracle, else the float64 run).
+        bad_inputs: inputs and arguments the layer must reject, with the error.
+        divergences: known differences between backends, each with its reason (strict).
+        skip: checks left out, `{check: reason}`; the report lists them with the reason.
+        call_kwargs: fixed keyword arguments of every call (`training=False` is always passed when the layer's
+            call takes it).
+        weights: optional `f(name, shape, rng) -> np.ndarray` for the values the harness gives each float
+            weight (default: uniform in [-1, 1), and [0.5, 1.5) for non-trainable ones such as variances).
+        seed: the seed of every NumPy draw.
+    """
+
+    name: str
+    layer: type | Callable | str
+    inputs: Input | Sequence[Input] | Mapping[str, Input]
+    args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    oracle: Callable | None = None
+    tolerance: Tolerance | None = None
+    bad_inputs: Sequence[BadInput] = ()
+    divergences: Sequence[Divergence] = ()
+    skip: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    call_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    weights: Callable | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.name or any(not (c.isalnum() or c in "-_.") for c in self.name):
+            raise ValueError(f"Subject name must be letters, digits, '-', '_' or '.'. Received: name={self.name!r}")
+        unknown = sorted(set(self.skip) - set(CHECKS))
+        if unknown:
+            raise ValueError(f"Subject {self.name!r}: unknown checks in skip: {unknown}; the checks are {CHECKS}")
+        for divergence in self.divergences:
+            if divergence.backend not in BACKENDS:
+                raise ValueError(f"Subject {self.name!r}: divergence on unknown backend {divergence.backend!r}")
+
+    def make_layer(self, **overrides):
+        """A new layer of this subject, with `overrides` on top of its arguments."""
+        factory = self.layer
+        if isinstance(factory, str):
+            module_name, _, attribute = factory.partition(":")
+            factory = getattr(importlib.import_module(module_name), attribute)
+        return factory(**{**self.args, **overrides})
+
+    def input_list(self) -> list[Input]:
+        if isinstance(self.inputs, Input):
+            return [self.inputs]
+        if isinstance(self.inputs, Mapping):
+            return [dataclasses.replace(i, name=i.name or k) for k, i in self.inputs.items()]
+        return list(self.inputs)
+
+    @property
+    def convention(self) -> str:
+        """How the inputs reach the layer: one tensor, a list, or keywords."""
+        if isinstance(self.inputs, Input):
+            return "single"
+        return "keywords" if isinstance(self.inputs, Mapping) else "list"
+
+
+def load(path: str | Path) -> list[Subject]:
+    """The subjects a declaration file defines: its `SUBJECTS` list, else every module-level `Subject`."""
+    path = Path(path).resolve()
+    module_name = f"_conformance_subjects_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None:
+        raise FileNotFoundError(f"no Python file at {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    subjects = getattr(module, "SUBJECTS", None)
+    if subjects is None:
+        subjects = [v for v in vars(module).values() if isinstance(v, Subject)]
+    names = [s.name for s in subjects]
+    if not subjects or len(set(names)) != len(names):
+        raise ValueError(f"{path}: expected subjects with distinct names, found {names}")
+    return list(subjects)

@@ -1,0 +1,535 @@
+"""One backend's run of the checks over every subject of a declaration file: what it observed, as a record.
+
+Run in a process of its own with `KERAS_BACKEND` set (`python -m conformance.harness` starts one per backend):
+
+    python -m conformance.harness.record SUBJECTS.py --out DIR --phase record   # every check but loading
+    python -m conformance.harness.record SUBJECTS.py --out DIR --phase load     # the .keras files of every backend
+
+Each phase writes `DIR/<phase>-<backend>.json`: the backend, the versions, the declaration file's sha256, a
+run id and, per subject and check, what was observed (values, a dtype, a text, or the exception raised),
+never a verdict. The file is written once, at the end: a process that dies leaves none, and the report says
+so. `conformance.harness.compare` reads the records and judges.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from conformance.harness import declaration
+from conformance.harness.declaration import POLICIES, Input, Subject
+
+FORMAT = "conformance.harness/1"
+
+
+def draw(spec: Input, rng: np.random.Generator) -> np.ndarray:
+    """The values of one input, from NumPy's PCG64 (the same bytes on every machine and backend)."""
+    if callable(spec.values):
+        return np.asarray(spec.values(rng, spec.shape))
+    if spec.values == "normal":
+        values = rng.standard_normal(spec.shape)
+    elif spec.values == "uniform":
+        values = rng.uniform(spec.low, spec.high, spec.shape)
+    elif spec.values == "integers":
+        values = rng.integers(int(spec.low), int(spec.high), spec.shape)
+    elif spec.values == "bool":
+        values = rng.random(spec.shape) < 0.5
+    else:
+        raise ValueError(
+            f"Input values must be normal, uniform, integers, bool or a callable. Received: {spec.values!r}"
+        )
+    if spec.dtype in ("float16", "bfloat16", "float32"):  # values the dtype holds exactly: float64 runs see the same
+        values = values.astype(np.float32 if spec.dtype != "float16" else np.float16).astype(np.float64)
+        if spec.dtype == "bfloat16":
+            values = (values.view(np.uint64) & ~np.uint64((1 << 45) - 1)).view(np.float64)  # truncate to 8 bits
+    return values
+
+
+class Run:
+    """The checks of one subject on this backend. Every check writes into `self.checks[check_id]`; a check
+    that raises is recorded as raised (type, message, where it came from), and the next check runs."""
+
+    def __init__(self, subject: Subject):
+        import keras
+
+        from conformance.harness import backends as backend
+
+        self.keras, self.backend, self.subject = keras, backend, subject
+        self.checks: dict[str, dict] = {}
+        self.specs = subject.input_list()
+        rng = np.random.default_rng([subject.seed, 0])
+        self.arrays = [draw(spec, rng) for spec in self.specs]
+        self.masks = [None if s.mask is None else rng.random(s.shape[:-1]) < s.mask for s in self.specs]
+        self.weight_rng_seed = [subject.seed, 1]
+
+    # --- helpers ---------------------------------------------------------------------------------------------
+
+    def numeric(self, check: str, value) -> None:
+        array = self.backend.to_numpy(value)
+        self.checks[check] = {
+            "kind": "numeric",
+            "dtype": self.backend.dtype_of(value),
+            "shape": list(array.shape),
+            "values": array.astype(np.float64).ravel().tolist(),
+        }
+
+    def text(self, check: str, value: str) -> None:
+        self.checks[check] = {"kind": "text", "value": value}
+
+    def raised(self, check: str, exc: BaseException) -> None:
+        self.checks[check] = {"kind": "raised", **describe_exception(exc)}
+
+    def attempt(self, check: str, fn) -> object:
+        try:
+            return fn()
+        except Exception as exc:  # a check that cannot run is an observation too
+            self.raised(check, exc)
+            return None
+
+    def tensors(self, dtype_of_float: str | None = None) -> list:
+        out = []
+        for spec, array in zip(self.specs, self.arrays):
+            dtype = (
+                spec.dtype
+                if dtype_of_float is None or not spec.dtype.startswith(("float", "bfloat"))
+                else dtype_of_float
+            )
+            out.append(self.backend.tensor(array, dtype))
+        return out
+
+    def pack(self, tensors: list):
+        """(args, kwargs) of a call, by the subject's convention."""
+        if self.subject.convention == "single":
+            return (tensors[0],), {}
+        if self.subject.convention == "list":
+            return (list(tensors),), {}
+        return (), {spec.name: t for spec, t in zip(self.specs, tensors)}
+
+    def call_kwargs(self, layer, with_masks: bool = True) -> dict:
+        kwargs = dict(self.subject.call_kwargs)
+        parameters = inspect.signature(layer.call).parameters
+        if "training" in parameters:
+            kwargs.setdefault("training", False)
+        if with_masks and "mask" in parameters and any(m is not None for m in self.masks):
+            masks = [None if m is None else self.backend.tensor(m, "bool") for m in self.masks]
+            kwargs["mask"] = masks[0] if self.subject.convention == "single" else masks
+        return kwargs
+
+    def call(self, layer, tensors):
+        args, kwargs = self.pack(tensors)
+        return layer(*args, **kwargs, **self.call_kwargs(layer))
+
+    def built_layer(self, **overrides):
+        """A layer of the subject, built by a first call on the inputs, its float weights set from NumPy."""
+        layer = self.subject.make_layer(**overrides)
+        self.call(layer, self.tensors())
+        rng = np.random.default_rng(self.weight_rng_seed)
+        for variable in layer.weights:
+            dtype = self.backend.dtype_of(variable)
+            if not dtype.startswith(("float", "bfloat")):
+                continue
+            shape = tuple(variable.shape)
+            if self.subject.weights is not None:
+                values = np.asarray(self.subject.weights(variable.name, shape, rng), np.float64)
+            elif variable.trainable:
+                values = rng.uniform(-1.0, 1.0, shape)
+            else:
+                values = rng.uniform(0.5, 1.5, shape)  # variances, scales: positive
+            values = values.astype(np.float32).astype(np.float64)  # float32-exact: every policy reads the same
+            variable.assign(self.backend.tensor(values, dtype))
+        return layer
+
+    def autocast(self, layer, tensors: list) -> list:
+        """What `layer(...)` makes of float inputs before its `call` (Keras's autocasting), for the paths that go
+        around `__call__` (`stateless_call`)."""
+        if not layer.autocast:
+            return tensors
+        keras = self.keras
+        return [
+            keras.ops.cast(t, layer.compute_dtype)
+            if keras.backend.is_float_dtype(self.backend.dtype_of(t))
+            and self.backend.dtype_of(t) != layer.compute_dtype
+            else t
+            for t in tensors
+        ]
+
+    def outputs(self, value) -> list:
+        return list(self.keras.tree.flatten(value))
+
+    def record_outputs(self, prefix: str, value) -> None:
+        outs = self.outputs(value)
+        for i, out in enumerate(outs):
+            self.numeric(prefix if len(outs) == 1 else f"{prefix}.{i}", out)
+
+    # --- the checks ------------------------------------------------------------------------------------------
+
+    def run_record_phase(self, out_dir: Path) -> None:
+        backend, subject = self.backend, self.subject
+        layer = self.attempt("weights", self.built_layer)
+        if layer is None:
+            return
+        self.text(
+            "weights",
+            json.dumps(
+                [[v.path.split("/", 1)[-1], list(v.shape), backend.dtype_of(v), v.trainable] for v in layer.weights]
+            ),
+        )
+        tensors = self.tensors()
+        if subject.oracle is not None:
+            self.attempt("oracle", lambda: self.oracle(layer))
+        eager = self.attempt("forward", lambda: self.call(layer, tensors))
+        if eager is not None:
+            self.record_outputs("forward", eager)
+        if "compiled" not in subject.skip:
+            self.attempt("compiled", lambda: self.record_outputs("compiled", self.compiled(layer, tensors)))
+        if "symbolic" not in subject.skip:
+            self.attempt("symbolic", lambda: self.symbolic(layer))
+        if "gradients" not in subject.skip:
+            self.attempt("gradients", lambda: self.gradients(layer, "gradients"))
+        if "mask" not in subject.skip:
+            self.attempt("mask", lambda: self.mask(layer, tensors))
+        if "policies" not in subject.skip:
+            for policy in POLICIES:
+                self.attempt(f"policies/{policy}", lambda policy=policy: self.policy(policy))
+        if "config" not in subject.skip:
+            self.attempt("config", lambda: self.config(layer, tensors))
+        if "saved" not in subject.skip:
+            self.attempt("saved", lambda: self.save(layer, out_dir))
+        if "training" not in subject.skip:
+            for policy in ("float32", "float64"):
+                self.attempt(f"training/{policy}", lambda policy=policy: self.training(policy))
+        if "errors" not in subject.skip:
+            for bad in subject.bad_inputs:
+                self.bad_input(bad)
+
+    def oracle(self, layer) -> None:
+        """The subject's NumPy oracle on the same inputs and weights (float64), recorded beside the outputs."""
+        weights = {v.path.split("/", 1)[-1]: self.backend.to_numpy(v.value) for v in layer.weights}
+        kwargs = {}
+        if "mask" in inspect.signature(self.subject.oracle).parameters:  # the masks passed with the call
+            kwargs["mask"] = self.masks[0] if self.subject.convention == "single" else list(self.masks)
+        if self.subject.convention == "keywords":
+            out = self.subject.oracle(weights, **{s.name: a for s, a in zip(self.specs, self.arrays)}, **kwargs)
+        else:
+            out = self.subject.oracle(weights, *self.arrays, **kwargs)
+        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        for i, array in enumerate(outs):
+            array = np.asarray(array, np.float64)
+            self.checks["oracle" if len(outs) == 1 else f"oracle.{i}"] = {
+                "kind": "numeric",
+                "dtype": "float64",
+                "shape": list(array.shape),
+                "values": array.ravel().tolist(),
+            }
+
+    def compiled(self, layer, tensors):
+        """The layer's stateless call, compiled as each backend compiles: `jax.jit`, `tf.function(jit_compile=True)`,
+        `torch.compile(backend="aot_eager")`."""
+        trainable = [v.value for v in layer.trainable_variables]
+        non_trainable = [v.value for v in layer.non_trainable_variables]
+        kwargs = self.call_kwargs(layer)
+
+        def fn(trainable, non_trainable, *xs):
+            args, call_kwargs = self.pack(list(xs))
+            out, _ = layer.stateless_call(trainable, non_trainable, *args, **call_kwargs, **kwargs)
+            return out
+
+        return self.backend.COMPILERS["jit"][1](fn)(trainable, non_trainable, *self.autocast(layer, tensors))
+
+    def symbolic(self, layer) -> None:
+        keras = self.keras
+        symbolic_inputs = [keras.KerasTensor(spec.shape, dtype=spec.dtype) for spec in self.specs]
+        args, kwargs = self.pack(symbolic_inputs)
+        kwargs = {**kwargs, **{k: v for k, v in self.call_kwargs(layer, with_masks=False).items()}}
+        spec = layer.compute_output_spec(*args, **kwargs)
+        outs = keras.tree.flatten(spec)
+        self.text(
+            "symbolic", json.dumps([[list(o.shape), self.keras.backend.standardize_dtype(o.dtype)] for o in outs])
+        )
+
+    def gradients(self, layer, prefix: str) -> None:
+        """The gradients of `sum(output * cotangent)` with respect to each float input and each trainable weight,
+        by the backend's autodiff through the layer's stateless call."""
+        backend = self.backend
+        trainable = [v.value for v in layer.trainable_variables]
+        non_trainable = [v.value for v in layer.non_trainable_variables]
+        tensors = self.autocast(layer, self.tensors(dtype_of_float=layer.variable_dtype))
+        kwargs = self.call_kwargs(layer)
+        float_inputs = [i for i, s in enumerate(self.specs) if s.dtype.startswith(("float", "bfloat"))]
+        out = self.outputs(self.call(layer, tensors))
+        rng = np.random.default_rng([self.subject.seed, 2])
+        cotangents = [backend.tensor(rng.standard_normal(tuple(o.shape)), backend.dtype_of(o)) for o in out]
+
+        def loss(*diff):
+            ws, xs = list(diff[: len(trainable)]), list(tensors)
+            for i, x in zip(float_inputs, diff[len(trainable) :]):
+                xs[i] = x
+            args, call_kwargs = self.pack(xs)
+            y, _ = layer.stateless_call(ws, non_trainable, *args, **call_kwargs, **kwargs)
+            ops = self.keras.ops
+            return sum(
+                ops.sum(ops.cast(a, "float32") * ops.cast(c, "float32"))
+                for a, c in zip(self.keras.tree.flatten(y), cotangents)
+            )
+
+        grads = backend.gradients(loss, trainable + [tensors[i] for i in float_inputs])
+        names = [v.path.split("/", 1)[-1] for v in layer.trainable_variables]
+        names += [self.specs[i].name or f"input{i}" for i in float_inputs]
+        for name, grad in zip(names, grads):
+            self.numeric(f"{prefix}/{name}", grad)
+
+    def mask(self, layer, tensors) -> None:
+        masks = [None if m is None else self.backend.tensor(m, "bool") for m in self.masks]
+        args, _ = self.pack(tensors)
+        given = masks[0] if self.subject.convention == "single" else masks
+        if self.subject.convention == "keywords":
+            return self.text("mask", "not applicable: the layer takes keyword inputs")
+        result = layer.compute_mask(args[0], given if any(m is not None for m in masks) else None)
+        if result is None:
+            return self.text("mask", "none")
+        for i, m in enumerate(self.keras.tree.flatten(result)):
+            self.numeric("mask" if i == 0 and not isinstance(result, (list, tuple)) else f"mask.{i}", m)
+        return None
+
+    def policy_tensors(self, policy: str) -> list:
+        """The inputs a model under `policy` feeds the layer: floats in the compute dtype (a float64 model's data
+        is float64), except under a mixed policy, whose models take float32 and let layers cast."""
+        compute, variable = POLICIES[policy]
+        return self.tensors(dtype_of_float=variable if policy.startswith("mixed_") else compute)
+
+    def policy(self, policy: str) -> None:
+        layer = self.built_layer(dtype=policy)
+        self.record_outputs(f"policies/{policy}", self.call(layer, self.policy_tensors(policy)))
+        if policy == "float64" and "gradients" not in self.subject.skip:
+            self.attempt("gradients-float64", lambda: self.gradients(layer, "gradients-float64"))
+
+    def config(self, layer, tensors) -> None:
+        config = layer.get_config()
+        text = json.dumps(config, sort_keys=True, default=repr)
+        clone = type(layer).from_config(json.loads(json.dumps(config, default=repr)))
+        self.call(clone, tensors)
+        clone.set_weights(layer.get_weights())
+        same_config = json.dumps(clone.get_config(), sort_keys=True, default=repr) == text
+        before = [self.backend.to_numpy(o) for o in self.outputs(self.call(layer, tensors))]
+        after = [self.backend.to_numpy(o) for o in self.outputs(self.call(clone, tensors))]
+        same_outputs = all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, after))
+        problems = [
+            p for p, ok in (("its config differs", same_config), ("its outputs differ", same_outputs)) if not ok
+        ]
+        self.text("config", text)
+        self.text("config/round-trip", "ok" if not problems else "the clone from get_config(): " + ", ".join(problems))
+
+    def model(self, layer, dtype: str | None = None):
+        """A functional model around the layer (its float inputs of `dtype`, else as declared)."""
+        keras = self.keras
+
+        def input_dtype(spec):
+            return dtype if dtype and spec.dtype.startswith(("float", "bfloat")) else spec.dtype
+
+        inputs = [
+            keras.Input(batch_shape=spec.shape, dtype=input_dtype(spec), name=f"in{i}")
+            for i, spec in enumerate(self.specs)
+        ]
+        args, kwargs = self.pack(inputs)
+        return keras.Model(inputs, layer(*args, **kwargs, **self.call_kwargs(layer, with_masks=False)))
+
+    def save(self, layer, out_dir: Path) -> None:
+        path = out_dir / self.subject.name / f"saved-{self.backend.NAME}.keras"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model = self.model(layer)
+        self.record_outputs("saved/reference", model(self.tensors()))  # what its loads are compared with
+        model.save(path)
+
+    def load(self, out_dir: Path) -> None:
+        # Made once first, so that the module defining the layer (and registering it with Keras) is imported.
+        self.attempt("saved/layer", self.subject.make_layer)
+        for saved_by in declaration.BACKENDS:
+            path = out_dir / self.subject.name / f"saved-{saved_by}.keras"
+            check = f"saved/{saved_by}"
+            if not path.is_file():
+                self.text(check, f"missing: {saved_by} saved no file")
+                continue
+
+            def run(path=path, check=check):
+                model = self.keras.saving.load_model(path)
+                self.record_outputs(check, model(self.tensors()))
+
+            self.attempt(check, run)
+
+    def training(self, policy: str) -> None:
+        """One step of SGD (learning rate 1/8, a power of two: the same in every float dtype; mean squared error to
+        a NumPy-drawn target) by `train_on_batch`, as `model.fit` takes it; each trainable weight's update."""
+        keras, backend = self.keras, self.backend
+        layer = self.built_layer(dtype=policy)
+        model = self.model(layer, dtype=POLICIES[policy][1])
+        tensors = self.policy_tensors(policy)
+        outs = self.outputs(model(tensors))
+        if len(outs) != 1 or not backend.dtype_of(outs[0]).startswith(("float", "bfloat")):
+            return self.text(f"training/{policy}", "not applicable: the layer has no single float output")
+        if not layer.trainable_variables:
+            return self.text(f"training/{policy}", "not applicable: the layer has no trainable weights")
+        rng = np.random.default_rng([self.subject.seed, 3])
+        target = rng.standard_normal(tuple(outs[0].shape))
+        # the loss in the layer's compute dtype (a Keras loss computes in float32 unless told otherwise)
+        loss = keras.losses.MeanSquaredError(dtype=layer.compute_dtype if policy == "float64" else None)
+        model.compile(optimizer=keras.optimizers.SGD(0.125), loss=loss)
+        before = [backend.to_numpy(v.value) for v in layer.trainable_variables]
+        model.train_on_batch(tensors, backend.tensor(target, backend.dtype_of(outs[0])))
+        for variable, old in zip(layer.trainable_variables, before):  # the update, exact in float64
+            update = backend.to_numpy(variable.value) - old
+            self.checks[f"training/{policy}/{variable.path.split('/', 1)[-1]}"] = {
+                "kind": "numeric",
+                "dtype": backend.dtype_of(variable),
+                "shape": list(update.shape),
+                "values": update.ravel().tolist(),
+            }
+        return None
+
+    def bad_input(self, bad) -> None:
+        check = f"errors/{bad.id}"
+        try:
+            layer = self.subject.make_layer(**bad.args)
+            if bad.inputs is None:
+                tensors = self.tensors()
+                self.call(layer, tensors)
+            else:
+                specs = bad.inputs
+                specs = (
+                    [specs] if isinstance(specs, Input) else list(specs.values() if isinstance(specs, dict) else specs)
+                )
+                rng = np.random.default_rng([self.subject.seed, 4])
+                tensors = [self.backend.tensor(draw(s, rng), s.dtype) for s in specs]
+                if self.subject.convention == "single" and len(tensors) == 1:
+                    layer(tensors[0], **self.call_kwargs(layer, with_masks=False))
+                elif self.subject.convention == "keywords":
+                    names = [s.name or f"input{i}" for i, s in enumerate(specs)]
+                    layer(**dict(zip(names, tensors)), **self.call_kwargs(layer, with_masks=False))
+                else:
+                    layer(tensors, **self.call_kwargs(layer, with_masks=False))
+        except Exception as exc:
+            self.raised(check, exc)
+            return
+        self.text(check, "accepted: nothing raised")
+
+
+_WRAPPER = "\n\nArguments received by "
+
+
+def describe_exception(exc: BaseException) -> dict:
+    """The exception's type and text, and where its text came from: the layer's own message (`own`), the
+    part Keras appends to an error raised inside `call()` (the call's arguments, printed as the backend prints
+    tensors: `wrapper`), and whether the type is a backend library's (`origin`: layer, keras, backend)."""
+    message = str(exc)
+    own, _, wrapper = message.partition(_WRAPPER)
+    module = type(exc).__module__.split(".")[0]
+    origin = (
+        "backend" if module in ("jax", "jaxlib", "torch", "tensorflow") else "keras" if module == "keras" else "layer"
+    )
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames)), "")
+    return {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}" if origin == "backend" else type(exc).__name__,
+        "message": message,
+        "own": own,
+        "wrapper": (_WRAPPER.strip() + " " + wrapper) if wrapper else "",
+        "origin": origin,
+        "where": where,
+    }
+
+
+def versions() -> dict:
+    import importlib.metadata
+
+    import keras
+
+    out = {"keras": keras.__version__, "numpy": np.__version__, "python": sys.version.split()[0]}
+    for name in ("jax", "torch", "tensorflow", "tensorflow-cpu"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("subjects", help="the declaration file")
+    parser.add_argument("--out", required=True, help="the folder for records and saved files")
+    parser.add_argument("--phase", choices=["record", "load"], default="record")
+    parser.add_argument("--only", action="append", help="only this subject (repeatable)")
+    args = parser.parse_args(argv)
+    import keras
+
+    backend_name = keras.backend.backend()
+    if backend_name == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # float64 is float64: jax computes it in float32 otherwise
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subjects = declaration.load(args.subjects)
+    if args.only:
+        subjects = [s for s in subjects if s.name in args.only]
+    record = {
+        "format": FORMAT,
+        "backend": backend_name,
+        "phase": args.phase,
+        "run": f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}",
+        "declaration": {"path": str(Path(args.subjects).resolve()), "sha256": _sha256(args.subjects)},
+        "versions": versions(),
+        "subjects": {},
+    }
+    target = out_dir / f"{args.phase}-{backend_name}.json"
+    target.unlink(missing_ok=True)
+    for subject in subjects:
+        keras.utils.set_random_seed(subject.seed)
+        run = Run(subject)
+        started = time.perf_counter()
+        if args.phase == "record":
+            run.run_record_phase(out_dir)
+        elif "saved" not in subject.skip:
+            run.load(out_dir)
+        record["subjects"][subject.name] = {
+            "checks": run.checks,
+            "meta": meta(subject),
+            "seconds": time.perf_counter() - started,
+        }
+        print(f"{backend_name} {args.phase}: {subject.name}: {len(run.checks)} observations", flush=True)
+    record["complete"] = True
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(target)
+    return 0
+
+
+def meta(subject: Subject) -> dict:
+    """What the report needs of the declaration (the report's process imports neither keras nor the file)."""
+    tolerance = subject.tolerance
+    return {
+        "has_oracle": subject.oracle is not None,
+        "tolerance": None
+        if tolerance is None
+        else {"reduction": tolerance.reduction, "ulps": tolerance.ulps, "reason": tolerance.reason},
+        "inputs": [{"shape": list(s.shape), "dtype": s.dtype} for s in subject.input_list()],
+        "bad_inputs": {b.id: {"error": b.error.__name__, "message": b.message} for b in subject.bad_inputs},
+        "divergences": [[d.check, d.backend, d.reason] for d in subject.divergences],
+        "skip": dict(subject.skip),
+    }
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

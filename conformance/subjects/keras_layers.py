@@ -1,0 +1,171 @@
+"""Keras's own layers as harness subjects, chosen for the ways backends differ: dense contractions, merges,
+normalization, embeddings with masks, a convolution, attention with a mask that broadcasts, a masked recurrent
+layer. Each has a float64 NumPy oracle (the math is short), so a backend that disagrees is named even when the
+three disagree with each other; the tolerances say what each layer sums.
+
+    python -m conformance.harness conformance/subjects/keras_layers.py      # or: nox -s harness
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conformance.harness import BadInput, Divergence, Input, Subject, Tolerance
+
+# Known divergences, each a finding with its reproduction in docs/findings.md (strict: when a backend stops
+# diverging, the report fails and the entry goes).
+_RESULT_TYPE = (
+    "keras.backend.result_type('float64', 'float32') is float32 on jax and torch (float64 on TensorFlow), so ops "
+    "that promote with float32 compute a float64 layer in float32 there: docs/findings.md#float64-in-float32"
+)
+_TORCH_MATMUL = (
+    "keras.ops.matmul on torch computes two float64 tensors in float32 (keras-team/keras#23704): "
+    "docs/findings.md#float64-matmul-on-torch"
+)
+_ATTENTION = (
+    "keras.ops.dot_product_attention, which MultiHeadAttention calls, computes float64 in float32 on every "
+    "backend (and returns float32 on jax and torch): docs/findings.md#float64-attention"
+)
+_HALF_ORTHOGONAL = (
+    "the Orthogonal initializer (LSTM's recurrent kernel) cannot draw float16 or bfloat16 on jax and torch, nor "
+    "bfloat16 on TensorFlow: docs/findings.md#orthogonal-in-half-precision"
+)
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def _dense(weights, x):
+    return x @ weights["kernel"] + weights["bias"]
+
+
+def _einsum_dense(weights, x):
+    return np.einsum("abc,cd->abd", x, weights["kernel"]) + weights["bias"]
+
+
+def _layer_norm(weights, x, epsilon=1e-3):
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + epsilon) * weights["gamma"] + weights["beta"]
+
+
+def _conv1d(weights, x):
+    kernel, steps = weights["kernel"], x.shape[1] - weights["kernel"].shape[0] + 1
+    return (
+        np.stack([np.einsum("bkc,kcf->bf", x[:, t : t + kernel.shape[0]], kernel) for t in range(steps)], 1)
+        + weights["bias"]
+    )
+
+
+def _attention(weights, query, value, attention_mask):
+    def project(x, name):
+        return np.einsum("abc,cde->abde", x, weights[f"{name}/kernel"]) + weights[f"{name}/bias"]
+
+    q, k, v = project(query, "query") / np.sqrt(3.0), project(value, "key"), project(value, "value")
+    scores = np.einsum("aecd,abcd->acbe", k, q)  # (batch, heads, target, source)
+    scores = np.where(attention_mask[:, None, :, :], scores, -np.inf)
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    probs = probs / probs.sum(-1, keepdims=True)
+    context = np.einsum("acbe,aecd->abcd", probs, v)
+    return np.einsum("abcd,cde->abe", context, weights["attention_output/kernel"]) + weights["attention_output/bias"]
+
+
+def _lstm(weights, x, mask):
+    kernel, recurrent, bias = (weights[f"lstm_cell/{n}"] for n in ("kernel", "recurrent_kernel", "bias"))
+    h = c = np.zeros((x.shape[0], recurrent.shape[0]))
+    for t in range(x.shape[1]):
+        i, f, g, o = np.split(x[:, t] @ kernel + h @ recurrent + bias, 4, axis=-1)
+        new_c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        new_h = _sigmoid(o) * np.tanh(new_c)
+        keep = mask[:, t, None]  # a masked step carries the state over
+        h, c = np.where(keep, new_h, h), np.where(keep, new_c, c)
+    return h
+
+
+SUBJECTS = [
+    Subject(
+        "Dense",
+        layer="keras.layers:Dense",
+        args={"units": 4},
+        inputs=Input((3, 5)),
+        oracle=_dense,
+        tolerance=Tolerance(6, "5 products summed, plus the bias"),
+        bad_inputs=[BadInput("units=0", args={"units": 0})],
+        divergences=[Divergence("policies/float64", "torch", _TORCH_MATMUL)],
+    ),
+    Subject(
+        "EinsumDense",
+        layer="keras.layers:EinsumDense",
+        args={"equation": "abc,cd->abd", "output_shape": (None, 4), "bias_axes": "d"},
+        inputs=Input((2, 3, 5)),
+        oracle=_einsum_dense,
+        tolerance=Tolerance(6, "5 products summed, plus the bias"),
+    ),
+    Subject(
+        "Multiply",
+        layer="keras.layers:Multiply",
+        inputs=[Input((3, 4, 2), mask=0.6), Input((3, 4, 2), mask=0.6)],
+        oracle=lambda weights, a, b: a * b,
+        tolerance=Tolerance(1, "one product"),
+        bad_inputs=[BadInput("shapes-that-do-not-broadcast", inputs=[Input((3, 4, 2)), Input((3, 5, 2))])],
+    ),
+    Subject(
+        "Average",
+        layer="keras.layers:Average",
+        inputs=[Input((3, 4, 2), mask=0.6), Input((3, 4, 2), mask=0.6)],
+        oracle=lambda weights, a, b: (a + b) / 2,
+        tolerance=Tolerance(2, "a sum of two, halved"),
+    ),
+    Subject(
+        "LayerNormalization",
+        layer="keras.layers:LayerNormalization",
+        inputs=Input((3, 6)),
+        oracle=_layer_norm,
+        # mean and variance over 6 features, a reciprocal square root (not correctly rounded: a few ulps), scale
+        tolerance=Tolerance(16, "mean and variance over 6 features, rsqrt, scale and shift", ulps=4),
+        divergences=[Divergence("policies/float64", b, _RESULT_TYPE) for b in ("jax", "torch")],
+    ),
+    Subject(
+        "Embedding-mask_zero",
+        layer="keras.layers:Embedding",
+        args={"input_dim": 10, "output_dim": 4, "mask_zero": True},
+        inputs=Input((3, 5), dtype="int32", values="integers", low=0, high=10),
+        oracle=lambda weights, ids: weights["embeddings"][ids],
+        tolerance=Tolerance(1, "a lookup: exact"),
+    ),
+    Subject(
+        "Conv1D",
+        layer="keras.layers:Conv1D",
+        args={"filters": 4, "kernel_size": 3},
+        inputs=Input((2, 8, 3)),
+        oracle=_conv1d,
+        tolerance=Tolerance(10, "3 taps x 3 channels summed, plus the bias"),
+    ),
+    Subject(
+        "MultiHeadAttention-broadcast-mask",
+        layer="keras.layers:MultiHeadAttention",
+        args={"num_heads": 2, "key_dim": 3},
+        inputs={
+            "query": Input((2, 4, 6)),
+            "value": Input((2, 5, 6)),
+            # (batch, 1, source): one mask row for every query position, broadcast; every row keeps a key
+            "attention_mask": Input((2, 1, 5), dtype="bool", values=lambda rng, shape: rng.random(shape) < 0.7),
+        },
+        oracle=_attention,
+        # projections (6 terms), scores (3), softmax over 5 (exp: a few ulps), weighted sum (5), output (6)
+        tolerance=Tolerance(24, "projections, scores, softmax over 5 keys, weighted sum, output projection", ulps=8),
+        divergences=[Divergence("policies/float64", b, _ATTENTION) for b in ("jax", "torch", "tensorflow")],
+    ),
+    Subject(
+        "LSTM-masked",
+        layer="keras.layers:LSTM",
+        args={"units": 3},
+        inputs=Input((2, 5, 4), mask=0.7),
+        oracle=_lstm,
+        # 5 steps of 4 + 3 + 1 terms per gate, sigmoid and tanh (a few ulps each)
+        tolerance=Tolerance(5 * 10, "5 steps, each 8 terms per gate and the state update", ulps=5 * 12),
+        divergences=[Divergence("policies/float64", b, _RESULT_TYPE) for b in ("jax", "torch")]
+        + [Divergence("policies/float16", b, _HALF_ORTHOGONAL) for b in ("jax", "torch")]
+        + [Divergence("policies/bfloat16", b, _HALF_ORTHOGONAL) for b in ("jax", "torch", "tensorflow")],
+    ),
+]

@@ -1,0 +1,191 @@
+"""The harness's report (`conformance.harness.compare`) on records made by hand: it says PASS only on complete,
+agreeing records, and names the backend, the check and the numbers otherwise. No backend needed: run once, in
+`golden_check`."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from conformance.harness import compare
+from conformance.harness.declaration import BACKENDS, POLICIES
+
+META = {
+    "has_oracle": False,
+    "tolerance": {"reduction": 6, "ulps": 0.0, "reason": "Dense over 5 features, plus the bias"},
+    "inputs": [{"shape": [3, 5], "dtype": "float32"}],
+    "bad_inputs": {"rank-1": {"error": "ValueError", "message": "expected rank 2. Received: (5,)"}},
+    "divergences": [],
+    "skip": {},
+}
+REFERENCE = np.random.default_rng(0).standard_normal((3, 4))
+
+
+def _numeric(values, dtype):
+    values = np.asarray(values, np.float64)
+    return {"kind": "numeric", "dtype": dtype, "shape": list(values.shape), "values": values.ravel().tolist()}
+
+
+def _checks(backend: str) -> dict:
+    f32 = REFERENCE.astype(np.float32).astype(np.float64)
+    checks = {
+        "weights": {"kind": "text", "value": '[["kernel", [5, 4], "float32", true]]'},
+        "forward": _numeric(f32, "float32"),
+        "compiled": _numeric(f32, "float32"),
+        "policies/float64": _numeric(REFERENCE, "float64"),
+        "errors/rank-1": {
+            "kind": "raised",
+            "type": "ValueError",
+            "message": "expected rank 2. Received: (5,)",
+            "own": "expected rank 2. Received: (5,)",
+            "wrapper": "",
+            "origin": "layer",
+            "where": "layer.py:1",
+        },
+    }
+    for policy in POLICIES:
+        if policy != "float64":
+            compute = POLICIES[policy][0]
+            carrier = {"float16": np.float16, "bfloat16": np.float32, "float32": np.float32}[compute]
+            checks[f"policies/{policy}"] = _numeric(REFERENCE.astype(carrier).astype(np.float64), compute)
+    return checks
+
+
+def _records() -> dict:
+    out = {}
+    for backend in BACKENDS:
+        for phase in compare.PHASES:
+            checks = (
+                _checks(backend)
+                if phase == "record"
+                else {"saved/jax": _numeric(REFERENCE.astype(np.float32), "float32")}
+            )
+            out[(backend, phase)] = {
+                "format": "conformance.harness/1",
+                "backend": backend,
+                "phase": phase,
+                "run": f"host:{backend}:{phase}",
+                "declaration": {"path": "/x/subjects.py", "sha256": "ab" * 32},
+                "versions": {"keras": "3.15.1", "numpy": "2.4.6"},
+                "subjects": {"dense": {"checks": checks, "meta": copy.deepcopy(META), "seconds": 1.0}},
+                "complete": True,
+            }
+    return out
+
+
+def _report(tmp_path, records) -> dict:
+    for (backend, phase), record in records.items():
+        (tmp_path / f"{phase}-{backend}.json").write_text(json.dumps(record))
+    result = compare.build(tmp_path)
+    text = compare.render(result)
+    assert text.splitlines()[-1] == f"RESULT: {'PASS' if result['ok'] else 'FAIL'}"
+    return result
+
+
+def _cell(result, check, backend):
+    return result["subjects"]["dense"]["cells"][check][backend]
+
+
+def test_complete_agreeing_records_pass(tmp_path):
+    result = _report(tmp_path, _records())
+    assert result["ok"], (result["problems"], result["failing"])
+
+
+def test_one_backend_off_fails_that_backend_only_with_the_numbers(tmp_path):
+    records = _records()
+    drift = REFERENCE * (1 + 1e-9)  # float64 downcast to float32 on one backend looks like this, and worse
+    records[("torch", "record")]["subjects"]["dense"]["checks"]["policies/float64"] = _numeric(
+        drift.astype(np.float32), "float64"
+    )
+    result = _report(tmp_path, records)
+    assert not result["ok"]
+    status, notes = _cell(result, "policies/float64", "torch")
+    assert status == "FAIL" and any("max |jax - torch|" in n and "err/tol" in n for n in notes), notes
+    assert _cell(result, "policies/float64", "jax")[0] == _cell(result, "policies/float64", "tensorflow")[0] == "PASS"
+
+
+@pytest.mark.parametrize("phase", compare.PHASES)
+def test_a_missing_or_incomplete_record_fails(tmp_path, phase):
+    records = _records()
+    del records[("tensorflow", phase)]
+    assert not _report(tmp_path, records)["ok"]
+    records = _records()
+    records[("tensorflow", phase)]["complete"] = False
+    for stale in tmp_path.glob("*.json"):
+        stale.unlink()
+    result = _report(tmp_path, records)
+    assert not result["ok"] and any("not a complete" in p for p in result["problems"])
+
+
+def test_a_missing_observation_fails(tmp_path):
+    records = _records()
+    del records[("jax", "record")]["subjects"]["dense"]["checks"]["compiled"]
+    result = _report(tmp_path, records)
+    assert not result["ok"] and _cell(result, "compiled", "jax")[0] == "MISSING"
+
+
+def test_a_check_that_raised_fails_with_the_exception(tmp_path):
+    records = _records()
+    records[("torch", "record")]["subjects"]["dense"]["checks"]["compiled"] = {
+        **_checks("torch")["errors/rank-1"],
+        "type": "torch._dynamo.exc.Unsupported",
+        "own": "graph break",
+        "origin": "backend",
+    }
+    result = _report(tmp_path, records)
+    status, notes = _cell(result, "compiled", "torch")
+    assert status == "FAIL" and "torch._dynamo.exc.Unsupported" in notes[0]
+
+
+def test_a_wrong_dtype_fails(tmp_path):
+    records = _records()
+    entry = records[("jax", "record")]["subjects"]["dense"]["checks"]["policies/float64"]
+    entry["dtype"] = "float32"
+    result = _report(tmp_path, records)
+    assert _cell(result, "policies/float64", "jax")[0] == "FAIL"
+
+
+def test_an_error_text_wrapped_by_keras_is_told_apart(tmp_path):
+    records = _records()
+    for backend, printed in (("jax", "jnp.ndarray(shape=(5,))"), ("torch", "torch.Tensor(shape=torch.Size([5]))")):
+        error = records[(backend, "record")]["subjects"]["dense"]["checks"]["errors/rank-1"]
+        error["wrapper"] = f"Arguments received by Dense.call(): • inputs={printed}"
+    result = _report(tmp_path, records)
+    status, notes = _cell(result, "errors/rank-1", "torch")
+    assert status == "FAIL" and any("Keras's wrapper differs" in n for n in notes), notes
+    assert any("Keras appended the call's arguments" in n for n in notes)
+
+
+def test_a_known_divergence_is_known_while_it_diverges_and_fails_when_it_stops(tmp_path):
+    records = _records()
+    for phase in compare.PHASES:
+        meta = records[("torch", phase)]["subjects"]["dense"]["meta"]
+        meta["divergences"] = [["policies/float64", "torch", "keras-team/keras#23704"]]
+    for backend in BACKENDS:
+        for phase in compare.PHASES:
+            records[(backend, phase)]["subjects"]["dense"]["meta"]["divergences"] = [
+                ["policies/float64", "torch", "keras-team/keras#23704"]
+            ]
+    agreeing = _report(tmp_path, records)
+    assert not agreeing["ok"] and "agrees now" in _cell(agreeing, "policies/float64", "torch")[1][-1]
+    records[("torch", "record")]["subjects"]["dense"]["checks"]["policies/float64"] = _numeric(
+        (REFERENCE * (1 + 1e-9)).astype(np.float32), "float64"
+    )
+    diverging = _report(tmp_path, records)
+    assert diverging["ok"], diverging["failing"]
+    assert _cell(diverging, "policies/float64", "torch")[0] == "KNOWN"
+
+
+def test_records_of_different_declarations_fail(tmp_path):
+    records = _records()
+    records[("jax", "load")]["declaration"]["sha256"] = "cd" * 32
+    result = _report(tmp_path, records)
+    assert not result["ok"] and any("different declaration files" in p for p in result["problems"])
+
+
+def test_no_record_at_all_fails(tmp_path):
+    result = compare.build(tmp_path)
+    assert not result["ok"] and compare.render(result).endswith("RESULT: FAIL")
