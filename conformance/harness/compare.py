@@ -486,9 +486,8 @@ def render(result: dict) -> str:
             if status != PASS and notes
         ]
         lines += details
-        reasons = sorted(set(subject["tolerances"].values()))
-        if reasons:
-            lines.append("  tolerances: " + " | ".join(reasons))
+        for reason in sorted(set(subject["tolerances"].values())):
+            lines.append(f"  tolerance: {reason}")
     lines.append("")
     for problem in result["problems"]:
         lines.append(f"  problem: {problem}")
