@@ -289,7 +289,8 @@ def harness(session: nox.Session) -> None:
     _install_once(session, "-c", CONSTRAINTS, "numpy")
     # each backend runs in its tests-<backend> venv (keras, that backend, this project), in a process of its own
     pythons = [f"--python={backend}={backend_python(session, backend)}" for backend in EXTRAS]
-    files = session.posargs or [str(path) for path in sorted(SUBJECTS.glob("*.py")) if path.name != "__init__.py"]
+    # kerasfactory_layers.py needs KerasFactory's own environment: `nox -s harness_kerasfactory`
+    files = session.posargs or [str(path) for path in sorted(SUBJECTS.glob("*.py")) if "kerasfactory" not in path.name]
     for path in files:
         out = REPORTS / "harness" / Path(path).stem
         # a private KERAS_HOME, as in the test sessions: the user's keras.json never leaks in
@@ -302,6 +303,23 @@ def harness(session: nox.Session) -> None:
             str(out),
             *pythons,
             env={"KERAS_HOME": session.create_tmp()},
+        )
+
+
+@nox.session(tags=["tests", "harness"], default=False)
+def harness_kerasfactory(session: nox.Session) -> None:
+    """The harness on KerasFactory's layers, in a venv of its own (its pins clash with the suite's)."""
+    kerasfactory = str(ROOT / "requirements" / "kerasfactory.txt")
+    # keras and the three backends in one venv (each backend still runs in a process of its own), and kerasfactory
+    # with what its layers import; this project is not installed: the harness runs from the checkout
+    _install_once(
+        session, "-c", kerasfactory, "keras", "jax", "jaxlib", "torch", "tensorflow-cpu", "kerasfactory", "plotly"
+    )
+    files = session.posargs or [str(SUBJECTS / "kerasfactory_layers.py")]
+    for path in files:
+        out = REPORTS / "harness" / Path(path).stem
+        session.run(
+            "python", "-m", "conformance.harness", path, "--out", str(out), env={"KERAS_HOME": session.create_tmp()}
         )
 
 

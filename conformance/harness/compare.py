@@ -470,15 +470,25 @@ def render(result: dict) -> str:
         lines.append("")
         lines.append(f"## {name}")
         families: dict[str, dict[str, str]] = {}
+        counts: dict[tuple, list] = {}  # (family, backend) -> [failing or missing, all]
         order = {"PASS": 0, "SKIP": 1, "KNOWN": 2, "MISSING": 3, "FAIL": 4}
         for check, cells in subject["cells"].items():
             row = families.setdefault(_family(check), {})
             for backend, (status, _) in cells.items():
                 if order[status] >= order.get(row.get(backend, "PASS"), 0):
                     row[backend] = status
+                count = counts.setdefault((_family(check), backend), [0, 0])
+                count[0] += status in (FAIL, MISSING)
+                count[1] += 1
+
+        def cell(family, backend):
+            status = families[family].get(backend, MISSING)
+            bad, total = counts.get((family, backend), (0, 0))
+            return f"{status} {bad}/{total}" if status in (FAIL, MISSING) and total > 1 else status
+
         lines.append(f"  {'check':<26}" + "".join(f"{b:<12}" for b in BACKENDS))
         for family in sorted(families, key=_sort_key):
-            lines.append(f"  {family:<26}" + "".join(f"{families[family].get(b, MISSING):<12}" for b in BACKENDS))
+            lines.append(f"  {family:<26}" + "".join(f"{cell(family, b):<12}" for b in BACKENDS))
         details = [
             f"  {status} {check} on {backend}: " + "; ".join(notes)
             for check, cells in sorted(subject["cells"].items())

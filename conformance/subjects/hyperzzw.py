@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from conformance import bad_inputs, oracle
 from conformance.harness import BadInput, Input, Subject, Tolerance
-from conformance.target import SPEC
 
 
 def _layer(**kwargs):
@@ -18,16 +17,17 @@ def _layer(**kwargs):
     return target.HyperZZWOperator(**kwargs)
 
 
-def _oracle(weights, x, context):
+def hyperzzw_oracle(weights, x, context):
+    """The exact output (conformance.oracle), rounded once to float64."""
     return oracle.forward(x, context, weights["hyper_kernel"])
 
 
-def _tolerance(context_dim: int) -> Tolerance:
+def hyperzzw_tolerance(context_dim: int) -> Tolerance:
     # context @ kernel sums context_dim products, then one multiply by x: context_dim + 1 roundings per element
     return Tolerance(context_dim + 1, f"context @ hyper_kernel ({context_dim} terms), times x")
 
 
-def _bad_inputs() -> list[BadInput]:
+def hyperzzw_bad_inputs() -> list[BadInput]:
     """The catalogue's entries a subject can state: constructor arguments, and pairs of tensors of known shape."""
     out = []
     for case in bad_inputs.CATALOGUE:
@@ -55,17 +55,16 @@ SUBJECTS = [
         layer=_layer,
         args={"input_dim": 6},
         inputs=[Input((4, 6)), Input((4, 3))],
-        oracle=_oracle,
-        tolerance=_tolerance(3),
-        bad_inputs=_bad_inputs(),
+        oracle=hyperzzw_oracle,
+        tolerance=hyperzzw_tolerance(3),
+        bad_inputs=hyperzzw_bad_inputs(),
     ),
     Subject(
         "hyperzzw-rank3-masked",
         layer=_layer,
         args={"input_dim": 5},
         inputs=[Input((2, 1, 5), mask=0.5), Input((2, 4, 3), mask=0.7)],
-        oracle=_oracle,
-        tolerance=_tolerance(3),
+        oracle=hyperzzw_oracle,
+        tolerance=hyperzzw_tolerance(3),
     ),
 ]
-LAYER = SPEC
