@@ -306,6 +306,30 @@ def harness(session: nox.Session) -> None:
         )
 
 
+@nox.session(tags=["nightly"], default=False)
+def harness_nightly(session: nox.Session) -> None:
+    """The harness on Keras's layers with Keras's nightly build, in the tests-<backend>-nightly venvs."""
+    _install_once(session, "-c", CONSTRAINTS, "numpy")
+    pythons = []
+    for backend in EXTRAS:
+        python = ROOT / ".nox" / f"tests-{backend}-nightly" / ("Scripts" if os.name == "nt" else "bin") / "python"
+        if not python.exists():  # `nox -t nightly` builds them first (its sessions run in this file's order)
+            session.error(f"{python} does not exist: run `nox -s tests-{backend}-nightly` (or `nox -t nightly`) first")
+        pythons.append(f"--python={backend}={python}")
+    for path in session.posargs or [str(SUBJECTS / "keras_layers.py")]:
+        out = REPORTS / "harness-nightly" / Path(path).stem
+        session.run(
+            "python",
+            "-m",
+            "conformance.harness",
+            path,
+            "--out",
+            str(out),
+            *pythons,
+            env={"KERAS_HOME": session.create_tmp()},
+        )
+
+
 @nox.session(tags=["tests", "harness"], default=False)
 def harness_kerasfactory(session: nox.Session) -> None:
     """The harness on KerasFactory's layers, in a venv of its own (its pins clash with the suite's)."""

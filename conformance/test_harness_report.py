@@ -189,3 +189,41 @@ def test_records_of_different_declarations_fail(tmp_path):
 def test_no_record_at_all_fails(tmp_path):
     result = compare.build(tmp_path)
     assert not result["ok"] and compare.render(result).endswith("RESULT: FAIL")
+
+
+def test_a_backend_within_tolerance_of_the_oracle_is_not_blamed_by_the_others(tmp_path):
+    """jax and torch off the oracle (and off each other), tensorflow on it: jax and torch fail, tensorflow passes,
+    although it disagrees with both (without the oracle, nobody could be blamed but all three)."""
+    records = _records()
+    for backend, factor in (("jax", 1 + 1e-9), ("torch", 1 - 1e-9)):
+        checks = records[(backend, "record")]["subjects"]["dense"]["checks"]
+        checks["policies/float64"] = _numeric((REFERENCE * factor).astype(np.float32), "float64")
+    for key in records:
+        records[key]["subjects"]["dense"]["meta"]["has_oracle"] = True
+        records[key]["subjects"]["dense"]["checks"]["oracle"] = _numeric(REFERENCE, "float64")
+    result = _report(tmp_path, records)
+    assert _cell(result, "policies/float64", "tensorflow")[0] == "PASS"
+    assert _cell(result, "policies/float64", "jax")[0] == _cell(result, "policies/float64", "torch")[0] == "FAIL"
+    assert any("the oracle" in n for n in _cell(result, "policies/float64", "jax")[1])
+
+
+def test_a_gradient_zero_by_symmetry_is_scaled_by_the_subjects_gradients(tmp_path):
+    """A gradient that is 0 in exact arithmetic comes out as roundoff noise, different on each backend; its
+    tolerance is scaled by the subject's largest gradient, not by its own noise."""
+    records = _records()
+    rng = np.random.default_rng(5)
+    big = rng.standard_normal((5, 4))
+    for i, backend in enumerate(BACKENDS):
+        checks = records[(backend, "record")]["subjects"]["dense"]["checks"]
+        noise = rng.standard_normal(4) * 1e-9  # float32 roundoff of a cancelling sum of terms of size ~1
+        checks["gradients/kernel"] = _numeric(big.astype(np.float32), "float32")
+        checks["gradients-float64/kernel"] = _numeric(big, "float64")
+        checks["gradients/bias"] = _numeric((noise * (i + 1)).astype(np.float32), "float32")
+        checks["gradients-float64/bias"] = _numeric(noise * 1e-8, "float64")
+    result = _report(tmp_path, records)
+    assert result["ok"], result["failing"]
+    # and a real error in it is still caught: 1e-3 of the subject's gradients
+    torch_checks = records[("torch", "record")]["subjects"]["dense"]["checks"]
+    torch_checks["gradients/bias"] = _numeric(np.full(4, 1e-3), "float32")
+    broken = _report(tmp_path, records)
+    assert _cell(broken, "gradients/bias", "torch")[0] == "FAIL"
