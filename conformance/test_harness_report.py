@@ -227,3 +227,31 @@ def test_a_gradient_zero_by_symmetry_is_scaled_by_the_subjects_gradients(tmp_pat
     torch_checks["gradients/bias"] = _numeric(np.full(4, 1e-3), "float32")
     broken = _report(tmp_path, records)
     assert _cell(broken, "gradients/bias", "torch")[0] == "FAIL"
+
+
+def test_the_mask_is_judged_against_the_mask_oracle(tmp_path):
+    """The output mask must be the mask oracle's, shape included: an unbroadcast mask, no mask, or the input
+    masks handed back as a list fail; a mask the same on every backend is not enough."""
+    want = np.random.default_rng(7).random((2, 4)) < 0.5
+    records = _records()
+    for key in records:
+        if key[1] == "record":
+            checks = records[key]["subjects"]["dense"]["checks"]
+            checks["oracle-mask"] = _numeric(want, "bool")
+            checks["mask"] = _numeric(want, "bool")
+    assert _report(tmp_path, records)["ok"]
+    for broken_entry in (
+        {"mask": _numeric(want[:, :1], "bool")},  # x's own one-step mask, not broadcast
+        {"mask": {"kind": "text", "value": "none"}},
+    ):
+        broken = copy.deepcopy(records)
+        for backend in BACKENDS:  # the same on every backend: only the oracle can tell
+            broken[(backend, "record")]["subjects"]["dense"]["checks"].update(copy.deepcopy(broken_entry))
+        result = _report(tmp_path, broken)
+        assert all(_cell(result, "mask", b)[0] == "FAIL" for b in BACKENDS), broken_entry
+    listed = copy.deepcopy(records)
+    checks = listed[("jax", "record")]["subjects"]["dense"]["checks"]
+    del checks["mask"]
+    checks["mask.0"], checks["mask.1"] = _numeric(want[:, :1], "bool"), _numeric(want, "bool")
+    result = _report(tmp_path, listed)
+    assert _cell(result, "mask.0", "jax")[0] == "FAIL" and "a list of masks" in _cell(result, "mask.0", "jax")[1][0]

@@ -277,7 +277,7 @@ class Judge:
         own64 = lambda prefix: lambda b: self.obs[b].get(prefix)  # noqa: E731
         for check in checks:
             family = check.split("/")[0].split(".")[0]
-            if check == "oracle" or check.startswith("oracle."):
+            if check == "oracle" or check.startswith(("oracle.", "oracle-")):
                 continue
             if check.startswith("saved/"):
                 if check == "saved/layer":  # recorded only when making the layer before loading raised
@@ -321,7 +321,7 @@ class Judge:
                 # the update w_new - w_old = -gradient / 8, and the rounding of w_new (|w_new| <= 1.5 + |update|)
                 self.numeric(check, reference, self._grad_tolerance(extra=2), floor=2 * 1.5)
             elif family == "mask":
-                self.numeric(check, lambda b: None, Tolerance(0, "masks are exact"))
+                self._mask(check)
             elif family == "symbolic":
                 self._symbolic(check)
             elif check == "config/round-trip":
@@ -349,6 +349,30 @@ class Judge:
             return lambda b: entry
 
         return of
+
+    def _mask(self, check: str) -> None:
+        """The output mask: exactly the mask oracle's when the subject has one, and the same on every backend."""
+        oracle = next((self.obs[b].get("oracle-mask") for b in self.backends if self.obs[b].get("oracle-mask")), None)
+        if oracle is None:
+            self.numeric(check, lambda b: None, Tolerance(0, "masks are exact"))
+            return
+        if check != "mask":  # mask.0, mask.1: the layer returned a list of masks, the oracle one (or none)
+            for backend in self.backends:
+                if self.obs[backend].get(check) is not None:
+                    want = "none" if oracle["kind"] == "text" else f"one of shape {tuple(oracle['shape'])}"
+                    self.set(check, backend, FAIL, f"the layer returns a list of masks; the mask oracle gives {want}")
+            return
+        for backend in self.backends:
+            entry = self.obs[backend].get(check)
+            got = "none" if entry is None or entry["kind"] == "text" else f"shape {tuple(entry['shape'])}"
+            want = "none" if oracle["kind"] == "text" else f"shape {tuple(oracle['shape'])}"
+            if entry is not None and entry["kind"] != "raised" and (got == "none") != (want == "none"):
+                self.set(check, backend, FAIL, f"the output mask: {got}, the mask oracle's: {want}")
+        if oracle["kind"] == "text":
+            self.same_text(check)
+        else:
+            reference = {**oracle, "oracle": True}
+            self.numeric(check, lambda b: reference, Tolerance(0, "masks are exact"))
 
     def _grad_tolerance(self, extra: int = 0) -> Tolerance:
         t = self.tolerance

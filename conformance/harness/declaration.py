@@ -128,6 +128,8 @@ class Subject:
             `layer(query=..., value=...)`).
         oracle: optional exact reference in NumPy: `oracle(weights, *inputs)` (or `**inputs` for a dict) returns
             the float64 output, `weights` the layer's weights by name (`"kernel"`), as float64 arrays.
+        mask_oracle: optional `mask_oracle(masks, *inputs)`: the output mask the layer must compute from the
+            declared input masks (a list, one per input, None where an input has none), or None for no mask.
         tolerance: how results are compared with their reference (the oracle, else the float64 run).
         bad_inputs: inputs and arguments the layer must reject, with the error.
         divergences: known differences between backends, each with its reason (strict).
@@ -144,6 +146,7 @@ class Subject:
     inputs: Input | Sequence[Input] | Mapping[str, Input]
     args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     oracle: Callable | None = None
+    mask_oracle: Callable | None = None
     tolerance: Tolerance | None = None
     bad_inputs: Sequence[BadInput] = ()
     divergences: Sequence[Divergence] = ()

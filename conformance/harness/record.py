@@ -295,6 +295,18 @@ class Run:
         if self.subject.convention == "keywords":
             return self.text("mask", "not applicable: the layer takes keyword inputs")
         result = layer.compute_mask(args[0], given if any(m is not None for m in masks) else None)
+        if self.subject.mask_oracle is not None:
+            want = self.subject.mask_oracle(list(self.masks), *self.arrays)
+            if want is None:
+                self.text("oracle-mask", "none")
+            else:
+                want = np.asarray(want, bool)
+                self.checks["oracle-mask"] = {
+                    "kind": "numeric",
+                    "dtype": "bool",
+                    "shape": list(want.shape),
+                    "values": want.astype(np.float64).ravel().tolist(),
+                }
         if result is None:
             return self.text("mask", "none")
         for i, m in enumerate(self.keras.tree.flatten(result)):
@@ -517,6 +529,7 @@ def meta(subject: Subject) -> dict:
     tolerance = subject.tolerance
     return {
         "has_oracle": subject.oracle is not None,
+        "has_mask_oracle": subject.mask_oracle is not None,
         "tolerance": None
         if tolerance is None
         else {"reduction": tolerance.reduction, "ulps": tolerance.ulps, "reason": tolerance.reason},

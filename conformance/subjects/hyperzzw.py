@@ -22,6 +22,11 @@ def hyperzzw_oracle(weights, x, context):
     return oracle.forward(x, context, weights["hyper_kernel"])
 
 
+def hyperzzw_mask_oracle(masks, x, context):
+    """The output mask the contract states (conformance.oracle.output_mask)."""
+    return oracle.output_mask(masks[0], masks[1], x.shape, context.shape)
+
+
 def hyperzzw_tolerance(context_dim: int) -> Tolerance:
     # context @ kernel sums context_dim products, then one multiply by x: context_dim + 1 roundings per element
     return Tolerance(context_dim + 1, f"context @ hyper_kernel ({context_dim} terms), times x")
@@ -65,6 +70,7 @@ SUBJECTS = [
         args={"input_dim": 5},
         inputs=[Input((2, 1, 5), mask=0.5), Input((2, 4, 3), mask=0.7)],
         oracle=hyperzzw_oracle,
+        mask_oracle=hyperzzw_mask_oracle,
         tolerance=hyperzzw_tolerance(3),
     ),
 ]

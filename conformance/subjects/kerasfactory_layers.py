@@ -13,7 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from conformance.harness import BACKENDS, Divergence, Input, Subject, Tolerance
-from conformance.subjects.hyperzzw import hyperzzw_bad_inputs, hyperzzw_oracle, hyperzzw_tolerance
+from conformance.subjects.hyperzzw import (
+    hyperzzw_bad_inputs,
+    hyperzzw_mask_oracle,
+    hyperzzw_oracle,
+    hyperzzw_tolerance,
+)
 
 _MATMUL64 = (
     "keras.ops.matmul on torch computes two float64 tensors in float32: docs/findings.md#float64-matmul-on-torch"
@@ -31,6 +36,10 @@ _ERRORS = (
     "KerasFactory's HyperZZWOperator does not check its arguments and inputs as hyperzzw's contract states: each "
     "backend raises its own exception (TypeError on jax, RuntimeError on torch, InvalidArgumentError on TensorFlow) "
     "inside Keras's wrapper, or accepts the input: docs/findings.md#kerasfactory-hyperzzwoperator-errors"
+)
+_MASKS = (
+    "KerasFactory's HyperZZWOperator returns its two input masks, unchanged, as a list, for its one output: "
+    "docs/findings.md#kerasfactory-hyperzzwoperator-masks"
 )
 # The one catalogue entry it meets: an unknown dtype name is rejected by Keras's base layer, before its own code.
 _ERRORS_MET = {"dtype='nope'"}
@@ -71,8 +80,10 @@ SUBJECTS = [
         args={"input_dim": 5},
         inputs=[Input((2, 1, 5), mask=0.5), Input((2, 4, 3), mask=0.7)],
         oracle=hyperzzw_oracle,
+        mask_oracle=hyperzzw_mask_oracle,
         tolerance=hyperzzw_tolerance(3),
-        divergences=[Divergence("policies/float64", "torch", _MATMUL64)],
+        divergences=[Divergence("policies/float64", "torch", _MATMUL64)]
+        + [Divergence("mask", backend, _MASKS) for backend in BACKENDS],
     ),
     Subject(
         "kerasfactory-GatedLinearUnit",
