@@ -291,16 +291,21 @@ def harness(session: nox.Session) -> None:
     pythons = [f"--python={backend}={backend_python(session, backend)}" for backend in EXTRAS]
     # kerasfactory_layers.py needs KerasFactory's own environment: `nox -s harness_kerasfactory`
     files = session.posargs or [str(path) for path in sorted(SUBJECTS.glob("*.py")) if "kerasfactory" not in path.name]
+    run_harness(session, files, REPORTS / "harness", pythons)
+
+
+def run_harness(session: nox.Session, files: list[str], reports: Path, pythons: list[str] = ()) -> None:
+    """`python -m conformance.harness FILE` for each declaration file, its records and report in `reports/<stem>`."""
     for path in files:
-        out = REPORTS / "harness" / Path(path).stem
         # a private KERAS_HOME, as in the test sessions: the user's keras.json never leaks in
+        out = str(reports / Path(path).stem)
         session.run(
             "python",
             "-m",
             "conformance.harness",
             path,
             "--out",
-            str(out),
+            out,
             *pythons,
             env={"KERAS_HOME": session.create_tmp()},
         )
@@ -316,18 +321,7 @@ def harness_nightly(session: nox.Session) -> None:
         if not python.exists():  # `nox -t nightly` builds them first (its sessions run in this file's order)
             session.error(f"{python} does not exist: run `nox -s tests-{backend}-nightly` (or `nox -t nightly`) first")
         pythons.append(f"--python={backend}={python}")
-    for path in session.posargs or [str(SUBJECTS / "keras_layers.py")]:
-        out = REPORTS / "harness-nightly" / Path(path).stem
-        session.run(
-            "python",
-            "-m",
-            "conformance.harness",
-            path,
-            "--out",
-            str(out),
-            *pythons,
-            env={"KERAS_HOME": session.create_tmp()},
-        )
+    run_harness(session, session.posargs or [str(SUBJECTS / "keras_layers.py")], REPORTS / "harness-nightly", pythons)
 
 
 @nox.session(tags=["tests", "harness"], default=False)
@@ -339,12 +333,7 @@ def harness_kerasfactory(session: nox.Session) -> None:
     _install_once(
         session, "-c", kerasfactory, "keras", "jax", "jaxlib", "torch", "tensorflow-cpu", "kerasfactory", "plotly"
     )
-    files = session.posargs or [str(SUBJECTS / "kerasfactory_layers.py")]
-    for path in files:
-        out = REPORTS / "harness" / Path(path).stem
-        session.run(
-            "python", "-m", "conformance.harness", path, "--out", str(out), env={"KERAS_HOME": session.create_tmp()}
-        )
+    run_harness(session, session.posargs or [str(SUBJECTS / "kerasfactory_layers.py")], REPORTS / "harness")
 
 
 @nox.session

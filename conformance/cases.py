@@ -18,18 +18,12 @@ from fractions import Fraction
 import numpy as np
 
 from conformance import oracle
+from conformance.harness import declaration as harness_declaration
 
 SEED = 20261122
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
-# Every dtype policy the layer supports: name -> (compute dtype, variable dtype).
-POLICIES = {
-    "float16": ("float16", "float16"),
-    "bfloat16": ("bfloat16", "bfloat16"),
-    "float32": ("float32", "float32"),
-    "float64": ("float64", "float64"),
-    "mixed_float16": ("float16", "float32"),
-    "mixed_bfloat16": ("bfloat16", "float32"),
-}
+# Every dtype policy the layer supports, Keras's float policies: name -> (compute dtype, variable dtype).
+POLICIES = harness_declaration.POLICIES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -255,3 +255,21 @@ def test_the_mask_is_judged_against_the_mask_oracle(tmp_path):
     checks["mask.0"], checks["mask.1"] = _numeric(want[:, :1], "bool"), _numeric(want, "bool")
     result = _report(tmp_path, listed)
     assert _cell(result, "mask.0", "jax")[0] == "FAIL" and "a list of masks" in _cell(result, "mask.0", "jax")[1][0]
+
+
+def test_a_value_on_one_backend_and_none_on_another_fails(tmp_path):
+    """A mask on one backend where the others return none, or a saved file another backend never wrote, is no
+    agreement: text where a value is expected never passes by itself."""
+    records = _records()
+    for backend in BACKENDS:
+        records[(backend, "record")]["subjects"]["dense"]["checks"]["mask"] = {"kind": "text", "value": "none"}
+    assert _report(tmp_path, records)["ok"]
+    records[("torch", "record")]["subjects"]["dense"]["checks"]["mask"] = _numeric(np.ones((3,), bool), "bool")
+    result = _report(tmp_path, records)
+    assert not result["ok"] and _cell(result, "mask", "torch")[0] == "FAIL"
+    records = _records()
+    records[("jax", "load")]["subjects"]["dense"]["checks"]["saved/jax"] = {
+        "kind": "text",
+        "value": "missing: jax saved no file",
+    }
+    assert _cell(_report(tmp_path, records), "saved/jax", "jax")[0] == "FAIL"

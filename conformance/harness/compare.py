@@ -103,16 +103,27 @@ class Judge:
     def numeric(self, check: str, reference_of, tolerance: Tolerance, expected_dtype=None, floor: float = 0.0) -> None:
         """`check` on every backend: against `reference_of(backend)` (an entry, or None), and between backends."""
         entries = {b: self.obs[b].get(check) for b in self.backends}
-        usable, exempt = {}, set()
+        usable, exempt, texts = {}, set(), {}
         for backend, entry in entries.items():
             if entry is None:
                 self.set(check, backend, MISSING, "not observed")
             elif entry["kind"] == "raised":
                 self.set(check, backend, FAIL, _summary(entry))
             elif entry["kind"] != "numeric":
-                self.set(check, backend, PASS, entry["value"])
+                texts[backend] = entry["value"]  # "none" (no mask), "not applicable: ...", "missing: ..."
             else:
                 usable[backend] = entry
+        for backend, text in texts.items():
+            if usable or text.startswith("missing") or len(set(texts.values())) > 1:
+                others = ", ".join(
+                    f"{b}: {'a value' if b in usable else repr(texts[b])}" for b in self.backends if b != backend
+                )
+                self.set(check, backend, FAIL, f"{text!r} where {others}")
+            else:
+                self.set(check, backend, PASS)
+        if texts:  # a value where another backend has none is no agreement either
+            for backend in usable:
+                self.set(check, backend, FAIL, "a value where " + ", ".join(f"{b}: {t!r}" for b, t in texts.items()))
         for backend, entry in usable.items():
             if expected_dtype and entry["dtype"] != expected_dtype and entry["dtype"] != "bool":
                 self.set(check, backend, FAIL, f"dtype {entry['dtype']}, expected {expected_dtype}")
