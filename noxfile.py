@@ -84,12 +84,17 @@ def install(
     _install_once(session, *upgrading, "-c", constraints, "-e", f".[{','.join(extras)}]", python=python)
 
 
+def venv_python(session_name: str) -> Path:
+    """The python of the virtualenv nox keeps for the session `session_name`."""
+    return ROOT / ".nox" / session_name / ("Scripts" if os.name == "nt" else "bin") / "python"
+
+
 def backend_python(session: nox.Session, backend: str, *extras: str) -> Path:
     """The python of `tests-<backend>`'s virtualenv, for the sessions that need the same packages (plus
     `extras`): they run in it instead of building a 0.7-1.6 GB copy each. Created as nox creates it (`python
     -m venv`, nox's own interpreter) when `tests-<backend>` has not run yet."""
     venv = ROOT / ".nox" / f"tests-{backend}"
-    python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+    python = venv_python(venv.name)
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(venv), external=True)
     install(session, "test", *extras, EXTRAS[backend], python=python)
@@ -317,7 +322,7 @@ def harness_nightly(session: nox.Session) -> None:
     _install_once(session, "-c", CONSTRAINTS, "numpy")
     pythons = []
     for backend in EXTRAS:
-        python = ROOT / ".nox" / f"tests-{backend}-nightly" / ("Scripts" if os.name == "nt" else "bin") / "python"
+        python = venv_python(f"tests-{backend}-nightly")
         if not python.exists():  # `nox -t nightly` builds them first (its sessions run in this file's order)
             session.error(f"{python} does not exist: run `nox -s tests-{backend}-nightly` (or `nox -t nightly`) first")
         pythons.append(f"--python={backend}={python}")

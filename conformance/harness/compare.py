@@ -297,10 +297,10 @@ class Judge:
                 if check.split(".")[0] == "saved/reference":
                     continue
                 # a loaded model against the model the loading backend saved (the same layer, weights, inputs)
-                suffix = check[len(check.split(".")[0]) :]
+                suffix = _output_suffix(check)
                 self.numeric(check, own64("saved/reference" + suffix), self.tolerance)
             elif family in ("forward", "compiled"):
-                suffix = check[len(check.split(".")[0]) :]
+                suffix = _output_suffix(check)
                 reference = oracle(suffix) or own64("policies/float64" + suffix)
                 self.numeric(check, reference, self.tolerance)
             elif family == "gradients":
@@ -311,7 +311,7 @@ class Judge:
             elif family == "policies":
                 policy = check.split("/")[1].split(".")[0]
                 compute = POLICIES[policy][0]
-                suffix = check[len(check.split(".")[0]) :]
+                suffix = _output_suffix(check)
                 reference = (
                     oracle(suffix) if policy == "float64" else oracle(suffix) or own64("policies/float64" + suffix)
                 )
@@ -347,13 +347,13 @@ class Judge:
         self._expected_checks(checks)
         self._divergences()
 
+    def _first(self, check: str) -> dict | None:
+        """`check`'s entry on the first backend that has it (oracles: NumPy, the same bytes on every backend)."""
+        return next((self.obs[b][check] for b in self.backends if check in self.obs[b]), None)
+
     def _oracle(self):
         def of(suffix):
-            if not self.meta.get("has_oracle"):
-                return None
-            entry = next(
-                (self.obs[b].get("oracle" + suffix) for b in self.backends if self.obs[b].get("oracle" + suffix)), None
-            )
+            entry = self._first("oracle" + suffix) if self.meta.get("has_oracle") else None
             if entry is None:
                 return None
             entry = {**entry, "oracle": True}
@@ -363,7 +363,7 @@ class Judge:
 
     def _mask(self, check: str) -> None:
         """The output mask: exactly the mask oracle's when the subject has one, and the same on every backend."""
-        oracle = next((self.obs[b].get("oracle-mask") for b in self.backends if self.obs[b].get("oracle-mask")), None)
+        oracle = self._first("oracle-mask")
         if oracle is None:
             self.numeric(check, lambda b: None, Tolerance(0, "masks are exact"))
             return
@@ -433,6 +433,11 @@ class Judge:
                 elif cell[0] == PASS:
                     cell[0] = FAIL
                     cell[1].append(f"declared to diverge ({reason}), but it agrees now: remove the entry")
+
+
+def _output_suffix(check: str) -> str:
+    """ ".1" for the second output of a layer with several ("forward.1"), "" for a layer with one."""
+    return check[len(check.split(".")[0]) :]
 
 
 def _scale_family(check: str) -> str | None:

@@ -174,11 +174,7 @@ class Subject:
         return factory(**{**self.args, **overrides})
 
     def input_list(self) -> list[Input]:
-        if isinstance(self.inputs, Input):
-            return [self.inputs]
-        if isinstance(self.inputs, Mapping):
-            return [dataclasses.replace(i, name=i.name or k) for k, i in self.inputs.items()]
-        return list(self.inputs)
+        return input_list(self.inputs)
 
     @property
     def convention(self) -> str:
@@ -186,6 +182,15 @@ class Subject:
         if isinstance(self.inputs, Input):
             return "single"
         return "keywords" if isinstance(self.inputs, Mapping) else "list"
+
+
+def input_list(inputs: Input | Sequence[Input] | Mapping[str, Input]) -> list[Input]:
+    """One `Input`, a list of them, or a dict of them (each named by its key) as a list."""
+    if isinstance(inputs, Input):
+        return [inputs]
+    if isinstance(inputs, Mapping):
+        return [dataclasses.replace(i, name=i.name or k) for k, i in inputs.items()]
+    return list(inputs)
 
 
 def load(path: str | Path) -> list[Subject]:

@@ -55,6 +55,17 @@ def draw(spec: Input, rng: np.random.Generator) -> np.ndarray:
     return values
 
 
+def numeric_entry(array, dtype: str) -> dict:
+    """A record's numeric observation: its dtype, shape and values (float64, flattened: JSON holds them exactly)."""
+    array = np.asarray(array)
+    return {
+        "kind": "numeric",
+        "dtype": dtype,
+        "shape": list(array.shape),
+        "values": array.astype(np.float64).ravel().tolist(),
+    }
+
+
 class Run:
     """The checks of one subject on this backend. Every check writes into `self.checks[check_id]`; a check
     that raises is recorded as raised (type, message, where it came from), and the next check runs."""
@@ -75,13 +86,7 @@ class Run:
     # --- helpers ---------------------------------------------------------------------------------------------
 
     def numeric(self, check: str, value) -> None:
-        array = self.backend.to_numpy(value)
-        self.checks[check] = {
-            "kind": "numeric",
-            "dtype": self.backend.dtype_of(value),
-            "shape": list(array.shape),
-            "values": array.astype(np.float64).ravel().tolist(),
-        }
+        self.checks[check] = numeric_entry(self.backend.to_numpy(value), self.backend.dtype_of(value))
 
     def text(self, check: str, value: str) -> None:
         self.checks[check] = {"kind": "text", "value": value}
@@ -107,13 +112,15 @@ class Run:
             out.append(self.backend.tensor(array, dtype))
         return out
 
-    def pack(self, tensors: list):
-        """(args, kwargs) of a call, by the subject's convention."""
-        if self.subject.convention == "single":
+    def pack(self, tensors: list, specs: list[Input] | None = None):
+        """(args, kwargs) of a call, by the subject's convention (`specs`: the inputs' names, if not the subject's;
+        a bad input of several tensors for a one-input layer is passed as a list)."""
+        if self.subject.convention == "single" and len(tensors) == 1:
             return (tensors[0],), {}
-        if self.subject.convention == "list":
-            return (list(tensors),), {}
-        return (), {spec.name: t for spec, t in zip(self.specs, tensors)}
+        if self.subject.convention == "keywords":
+            names = [spec.name or f"input{i}" for i, spec in enumerate(specs or self.specs)]
+            return (), dict(zip(names, tensors))
+        return (list(tensors),), {}
 
     def call_kwargs(self, layer, with_masks: bool = True) -> dict:
         kwargs = dict(self.subject.call_kwargs)
@@ -224,13 +231,7 @@ class Run:
             out = self.subject.oracle(weights, *self.arrays, **kwargs)
         outs = list(out) if isinstance(out, (list, tuple)) else [out]
         for i, array in enumerate(outs):
-            array = np.asarray(array, np.float64)
-            self.checks["oracle" if len(outs) == 1 else f"oracle.{i}"] = {
-                "kind": "numeric",
-                "dtype": "float64",
-                "shape": list(array.shape),
-                "values": array.ravel().tolist(),
-            }
+            self.checks["oracle" if len(outs) == 1 else f"oracle.{i}"] = numeric_entry(array, "float64")
 
     def compiled(self, layer, tensors):
         """The layer's stateless call, compiled as each backend compiles: `jax.jit`, `tf.function(jit_compile=True)`,
@@ -289,24 +290,18 @@ class Run:
             self.numeric(f"{prefix}/{name}", grad)
 
     def mask(self, layer, tensors) -> None:
+        if self.subject.convention == "keywords":
+            return self.text("mask", "not applicable: the layer takes keyword inputs")
         masks = [None if m is None else self.backend.tensor(m, "bool") for m in self.masks]
         args, _ = self.pack(tensors)
         given = masks[0] if self.subject.convention == "single" else masks
-        if self.subject.convention == "keywords":
-            return self.text("mask", "not applicable: the layer takes keyword inputs")
         result = layer.compute_mask(args[0], given if any(m is not None for m in masks) else None)
         if self.subject.mask_oracle is not None:
             want = self.subject.mask_oracle(list(self.masks), *self.arrays)
             if want is None:
                 self.text("oracle-mask", "none")
             else:
-                want = np.asarray(want, bool)
-                self.checks["oracle-mask"] = {
-                    "kind": "numeric",
-                    "dtype": "bool",
-                    "shape": list(want.shape),
-                    "values": want.astype(np.float64).ravel().tolist(),
-                }
+                self.checks["oracle-mask"] = numeric_entry(np.asarray(want, bool), "bool")
         if result is None:
             return self.text("mask", "none")
         for i, m in enumerate(self.keras.tree.flatten(result)):
@@ -399,12 +394,9 @@ class Run:
         model.train_on_batch(tensors, backend.tensor(target, backend.dtype_of(outs[0])))
         for variable, old in zip(layer.trainable_variables, before):  # the update, exact in float64
             update = backend.to_numpy(variable.value) - old
-            self.checks[f"training/{policy}/{variable.path.split('/', 1)[-1]}"] = {
-                "kind": "numeric",
-                "dtype": backend.dtype_of(variable),
-                "shape": list(update.shape),
-                "values": update.ravel().tolist(),
-            }
+            self.checks[f"training/{policy}/{variable.path.split('/', 1)[-1]}"] = numeric_entry(
+                update, backend.dtype_of(variable)
+            )
         return None
 
     def bad_input(self, bad) -> None:
@@ -415,19 +407,10 @@ class Run:
                 tensors = self.tensors()
                 self.call(layer, tensors)
             else:
-                specs = bad.inputs
-                specs = (
-                    [specs] if isinstance(specs, Input) else list(specs.values() if isinstance(specs, dict) else specs)
-                )
+                specs = declaration.input_list(bad.inputs)
                 rng = np.random.default_rng([self.subject.seed, 4])
-                tensors = [self.backend.tensor(draw(s, rng), s.dtype) for s in specs]
-                if self.subject.convention == "single" and len(tensors) == 1:
-                    layer(tensors[0], **self.call_kwargs(layer, with_masks=False))
-                elif self.subject.convention == "keywords":
-                    names = [s.name or f"input{i}" for i, s in enumerate(specs)]
-                    layer(**dict(zip(names, tensors)), **self.call_kwargs(layer, with_masks=False))
-                else:
-                    layer(tensors, **self.call_kwargs(layer, with_masks=False))
+                args, kwargs = self.pack([self.backend.tensor(draw(s, rng), s.dtype) for s in specs], specs)
+                layer(*args, **kwargs, **self.call_kwargs(layer, with_masks=False))
         except Exception as exc:
             self.raised(check, exc)
             return
