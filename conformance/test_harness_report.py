@@ -161,9 +161,6 @@ def test_an_error_text_wrapped_by_keras_is_told_apart(tmp_path):
 
 def test_a_known_divergence_is_known_while_it_diverges_and_fails_when_it_stops(tmp_path):
     records = _records()
-    for phase in compare.PHASES:
-        meta = records[("torch", phase)]["subjects"]["dense"]["meta"]
-        meta["divergences"] = [["policies/float64", "torch", "keras-team/keras#23704"]]
     for backend in BACKENDS:
         for phase in compare.PHASES:
             records[(backend, phase)]["subjects"]["dense"]["meta"]["divergences"] = [

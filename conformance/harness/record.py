@@ -251,7 +251,7 @@ class Run:
         keras = self.keras
         symbolic_inputs = [keras.KerasTensor(spec.shape, dtype=spec.dtype) for spec in self.specs]
         args, kwargs = self.pack(symbolic_inputs)
-        kwargs = {**kwargs, **{k: v for k, v in self.call_kwargs(layer, with_masks=False).items()}}
+        kwargs = {**kwargs, **self.call_kwargs(layer, with_masks=False)}
         spec = layer.compute_output_spec(*args, **kwargs)
         outs = keras.tree.flatten(spec)
         self.text(
