@@ -3,7 +3,8 @@ judged by hyperzzw's contract (hyperzzw's oracle, tolerances and bad-input catal
 of its other layers under the generic checks.
 
 KerasFactory's metadata requires pytest<9 and pandas<3 (which the pinned set excludes) and its layers import
-plotly (which it does not declare), so it runs in an environment of its own, `requirements/kerasfactory.txt`:
+plotly (which it does not declare), so its runtime imports go in a folder of their own on PYTHONPATH, installed
+with --no-deps from `requirements/kerasfactory.txt`, beside the tests-<backend> venvs:
 
     nox -s harness_kerasfactory
 """
