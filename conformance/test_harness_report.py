@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from conformance.harness import compare
-from conformance.harness.declaration import BACKENDS, POLICIES
+from conformance.harness.declaration import BACKENDS, POLICIES, Input, Subject
 
 META = {
     "has_oracle": False,
@@ -183,6 +185,57 @@ def test_records_of_different_declarations_fail(tmp_path):
     assert not result["ok"] and any("different declaration files" in p for p in result["problems"])
 
 
+def test_processes_that_drew_different_arguments_fail(tmp_path):
+    """Each backend draws a subject's arguments in its own process: draws that differ (another hypothesis version
+    in one venv, say) make the comparison meaningless, and the report says so."""
+    records = _records()
+    for key in records:
+        records[key]["subjects"]["dense"]["meta"]["args"] = {"units": "4"}
+    assert _report(tmp_path, records)["ok"]
+    records[("torch", "record")]["subjects"]["dense"]["meta"]["args"] = {"units": "5"}
+    result = _report(tmp_path, records)
+    assert not result["ok"]
+    assert any(
+        "declared it differently (args)" in p and "torch record: {'units': '5'}" in p for p in result["problems"]
+    )
+
+
+def test_drawn_arguments_expand_into_one_subject_per_draw_the_same_in_every_process():
+    """`args` as a hypothesis strategy: `examples` distinct draws, each a subject with its inputs and tolerance
+    resolved from its arguments, and the same draws in a fresh process (each backend draws in its own)."""
+    code = """
+import json
+from hypothesis import strategies as st
+from conformance.harness import Input, Subject, Tolerance
+subject = Subject(
+    "dense",
+    layer="keras.layers:Dense",
+    args=st.fixed_dictionaries({"units": st.integers(1, 8), "use_bias": st.booleans()}),
+    examples=4,
+    inputs=lambda args: Input((3, args["units"] + 1)),
+    tolerance=lambda args: Tolerance(args["units"] + 2, "units + 1 products, plus the bias"),
+)
+print(json.dumps([[s.name, s.args, list(s.inputs.shape), s.tolerance.reduction] for s in subject.expand()]))
+"""
+    runs = [
+        json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    names = [name for name, *_ in runs[0]]
+    assert names == ["dense.0", "dense.1", "dense.2", "dense.3"]
+    assert len({json.dumps(args, sort_keys=True) for _, args, _, _ in runs[0]}) == 4
+    for _, args, shape, reduction in runs[0]:
+        assert shape == [3, args["units"] + 1] and reduction == args["units"] + 2
+
+
+def test_a_subject_with_fixed_arguments_is_itself():
+    subject = Subject("dense", layer="keras.layers:Dense", args={"units": 2}, inputs=Input((3, 5)))
+    assert subject.expand() == [subject]
+    with pytest.raises(ValueError, match="examples must be an integer >= 1. Received: 0"):
+        Subject("dense", layer="keras.layers:Dense", inputs=Input((3, 5)), examples=0)
+
+
 def test_no_record_at_all_fails(tmp_path):
     result = compare.build(tmp_path)
     assert not result["ok"] and compare.render(result).endswith("RESULT: FAIL")
@@ -224,6 +277,45 @@ def test_a_gradient_zero_by_symmetry_is_scaled_by_the_subjects_gradients(tmp_pat
     torch_checks["gradients/bias"] = _numeric(np.full(4, 1e-3), "float32")
     broken = _report(tmp_path, records)
     assert _cell(broken, "gradients/bias", "torch")[0] == "FAIL"
+
+
+def test_gradients_are_judged_against_the_gradient_oracle_in_float32_and_float64(tmp_path):
+    """With a gradient oracle the float64 gradients are judged too: a float64 gradient computed in float32 on
+    one backend (which its own float64 run could never show) fails there, with the oracle's numbers; a gradient
+    the oracle lacks, or one it gives that the layer has no such, fails on every backend."""
+    exact = np.random.default_rng(6).standard_normal((5, 4))
+    records = _records()
+    for key in records:
+        subject = records[key]["subjects"]["dense"]
+        subject["meta"]["has_gradient_oracle"] = True
+        if key[1] == "record":
+            subject["checks"]["oracle-gradients/kernel"] = _numeric(exact, "float64")
+            subject["checks"]["gradients/kernel"] = _numeric(exact.astype(np.float32), "float32")
+            subject["checks"]["gradients-float64/kernel"] = _numeric(exact, "float64")
+    result = _report(tmp_path, records)
+    assert result["ok"], result["failing"]
+    assert _cell(result, "gradients-float64/kernel", "jax")[0] == "PASS"
+
+    downcast = copy.deepcopy(records)
+    torch_checks = downcast[("torch", "record")]["subjects"]["dense"]["checks"]
+    torch_checks["gradients-float64/kernel"] = _numeric(exact.astype(np.float32), "float64")
+    result = _report(tmp_path, downcast)
+    status, notes = _cell(result, "gradients-float64/kernel", "torch")
+    assert status == "FAIL" and any("the oracle" in n and "float64" in n for n in notes), notes
+    assert _cell(result, "gradients-float64/kernel", "jax")[0] == "PASS"
+    assert _cell(result, "gradients-float64/kernel", "tensorflow")[0] == "PASS"
+
+    lacking = copy.deepcopy(records)
+    for backend in BACKENDS:
+        checks = lacking[(backend, "record")]["subjects"]["dense"]["checks"]
+        checks["gradients/bias"] = _numeric(np.ones(4), "float32")
+        checks["gradients-float64/bias"] = _numeric(np.ones(4), "float64")
+        checks["oracle-gradients/beta"] = _numeric(np.ones(4), "float64")
+    result = _report(tmp_path, lacking)
+    for backend in BACKENDS:
+        assert any("no gradient for 'bias'" in n for n in _cell(result, "gradients/bias", backend)[1])
+        assert any("the layer has no such gradient" in n for n in _cell(result, "gradients/beta", backend)[1])
+    assert not result["ok"]
 
 
 def test_the_mask_is_judged_against_the_mask_oracle(tmp_path):

@@ -13,9 +13,10 @@ record, phase, subject or observation is a FAIL, never a pass.
 
 Who is blamed: a backend outside tolerance of the oracle; without one, a backend that disagrees with both
 others while they agree (the report says "by majority": two backends can share an error); with no majority,
-every backend of a disagreeing pair. The float64 gradients and training step are the float32 ones' references
-on each backend and are not judged themselves: without an exact gradient oracle a disagreement among three
-float64 results cannot be attributed (the float64 forward pass is judged, against the oracle when there is one).
+every backend of a disagreeing pair. The float64 training step is the float32 one's reference on each backend
+and is not judged itself, nor are the float64 gradients when the subject declares no gradient oracle: without
+an exact reference a disagreement among three float64 results cannot be attributed (the float64 forward pass is
+judged, against the oracle when there is one; with a gradient oracle, both gradients are judged against it).
 """
 
 from __future__ import annotations
@@ -84,8 +85,7 @@ class Judge:
         else:
             n = sum(int(s["shape"][-1]) for s in meta["inputs"] if s["shape"]) + 2
             self.tolerance = Tolerance(n, "default: the inputs' last axes summed, plus 2 (declare `tolerance=`)")
-        first = meta["inputs"][0]["shape"] if meta["inputs"] else [1]
-        self.positions = int(np.prod(first[:-1])) if len(first) > 1 else 1
+        self.positions = _positions([s["shape"] for s in meta["inputs"]])
         self.cells: dict[str, dict[str, list]] = {}  # check -> backend -> [status, detail]
         self.tolerances: dict[str, str] = {}
 
@@ -303,11 +303,15 @@ class Judge:
                 suffix = _output_suffix(check)
                 reference = oracle(suffix) or own64("policies/float64" + suffix)
                 self.numeric(check, reference, self.tolerance)
-            elif family == "gradients":
-                reference = own64("gradients-float64/" + check.split("/", 1)[1])
+            elif family in ("gradients", "gradients-float64"):
+                name = check.split("/", 1)[1]
+                if self.meta.get("has_gradient_oracle"):
+                    reference = self._gradient_oracle(check, name)
+                elif family == "gradients-float64":
+                    continue  # the float32 gradients' reference (see the module docstring), not judged itself
+                else:
+                    reference = own64("gradients-float64/" + name)
                 self.numeric(check, reference, self._grad_tolerance())
-            elif family == "gradients-float64":
-                continue  # the float32 gradients' reference (see the module docstring), not judged itself
             elif family == "policies":
                 policy = check.split("/")[1].split(".")[0]
                 compute = POLICIES[policy][0]
@@ -344,6 +348,16 @@ class Judge:
                 self.error(check, self.meta["bad_inputs"].get(bad_id, {"error": "?", "message": SAME_ON_EVERY_BACKEND}))
             else:
                 self.same_text(check)
+        if self.meta.get("has_gradient_oracle"):
+            for name in sorted(c.split("/", 1)[1] for c in checks if c.startswith("oracle-gradients/")):
+                if f"gradients/{name}" not in checks:
+                    for backend in self.backends:
+                        self.set(
+                            f"gradients/{name}",
+                            backend,
+                            FAIL,
+                            f"the gradient oracle gives {name!r}, the layer has no such gradient",
+                        )
         self._expected_checks(checks)
         self._divergences()
 
@@ -360,6 +374,18 @@ class Judge:
             return lambda b: entry
 
         return of
+
+    def _gradient_oracle(self, check: str, name: str):
+        """The gradient oracle's `name` (a gradient the layer has and the oracle lacks fails on every backend)."""
+        entry = self._first(f"oracle-gradients/{name}")
+        if entry is None:
+            raised = self._first("oracle-gradients")
+            why = _summary(raised) if raised else f"it gives no gradient for {name!r}"
+            for backend in self.backends:
+                self.set(check, backend, FAIL, f"the gradient oracle: {why}")
+            return lambda b: None
+        entry = {**entry, "oracle": True}
+        return lambda b: entry
 
     def _mask(self, check: str) -> None:
         """The output mask: exactly the mask oracle's when the subject has one, and the same on every backend."""
@@ -435,6 +461,15 @@ class Judge:
                     cell[1].append(f"declared to diverge ({reason}), but it agrees now: remove the entry")
 
 
+def _positions(shapes: list) -> int:
+    """How many terms a weight's gradient sums over at most: the positions of the inputs' leading axes broadcast
+    together (aligned from the right, the largest size on each axis), 1 for inputs of rank 1 or less."""
+    leading = [list(shape[:-1]) for shape in shapes if len(shape) > 1]
+    rank = max((len(shape) for shape in leading), default=0)
+    padded = [[1] * (rank - len(shape)) + shape for shape in leading]
+    return int(np.prod([max(sizes) for sizes in zip(*padded)])) if rank else 1
+
+
 def _output_suffix(check: str) -> str:
     """ ".1" for the second output of a layer with several ("forward.1"), "" for a layer with one."""
     return check[len(check.split(".")[0]) :]
@@ -460,7 +495,7 @@ def build(folder: str | Path) -> dict:
     subjects = {}
     names = sorted({n for phases in records.values() for r in phases.values() for n in r["subjects"]})
     for name in names:
-        observations, meta = {}, None
+        observations, meta, metas = {}, None, {}
         for backend, phases in records.items():
             merged = {}
             for phase in PHASES:
@@ -471,7 +506,14 @@ def build(folder: str | Path) -> dict:
                     continue
                 merged.update(subject["checks"])
                 meta = meta or subject["meta"]
+                metas[f"{backend} {phase}"] = subject["meta"]
             observations[backend] = merged
+        differing = sorted({k for m in metas.values() for k in m if m.get(k) != meta.get(k)})
+        if differing:  # drawn arguments (another hypothesis version), a declaration that reads the backend
+            problems.append(
+                f"{name}: the processes declared it differently ({', '.join(differing)}): "
+                + "; ".join(f"{where}: {m.get(differing[0])}" for where, m in metas.items())
+            )
         judge = Judge(name, observations, meta)
         judge.run()
         subjects[name] = {"cells": judge.cells, "tolerances": judge.tolerances, "meta": meta}
@@ -509,6 +551,8 @@ def render(result: dict) -> str:
     for name, subject in result["subjects"].items():
         lines.append("")
         lines.append(f"## {name}")
+        if subject["meta"].get("args"):
+            lines.append("  arguments: " + ", ".join(f"{k}={v}" for k, v in subject["meta"]["args"].items()))
         families: dict[str, dict[str, str]] = {}
         counts: dict[tuple, list] = {}  # (family, backend) -> [failing or missing, all]
         order = {"PASS": 0, "SKIP": 1, "KNOWN": 2, "MISSING": 3, "FAIL": 4}

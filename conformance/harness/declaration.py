@@ -123,16 +123,32 @@ class Subject:
     Args:
         name: what the report calls it (letters, digits, `-`, `_`, `.`).
         layer: the layer class, a factory `f(**args) -> Layer`, or an import path `"package.module:Name"`.
-        args: the constructor's keyword arguments.
+        args: the constructor's keyword arguments: a dict, or a hypothesis strategy of dicts
+            (`st.fixed_dictionaries({"units": st.integers(1, 8)})`), from which `examples` distinct dicts are
+            drawn, reproducibly (hypothesis seeded by `seed`): the subject then stands for one subject per draw,
+            named `name.0`, `name.1`, ..., each with its arguments in the report. Every backend draws in its own
+            process; the report fails if their draws differ (another hypothesis version, say).
+        examples: how many argument dicts to draw when `args` is a strategy.
         inputs: one `Input`, a list (passed as a list, `layer([a, b])`), or a dict (passed as keywords,
-            `layer(query=..., value=...)`).
+            `layer(query=..., value=...)`); or a function of the arguments returning one of those, when the
+            shapes depend on them (`lambda args: Input((3, args["input_dim"]))`).
         oracle: optional exact reference in NumPy: `oracle(weights, *inputs)` (or `**inputs` for a dict) returns
-            the float64 output, `weights` the layer's weights by name (`"kernel"`), as float64 arrays.
+            the float64 output, `weights` the layer's weights by name (`"kernel"`), as float64 arrays. An oracle
+            with a `mask` parameter gets the call's masks; one with an `args` parameter, the constructor's
+            arguments (the same for `mask_oracle`'s and `gradient_oracle`'s).
         mask_oracle: optional `mask_oracle(masks, *inputs)`: the output mask the layer must compute from the
             declared input masks (a list, one per input, None where an input has none), or None for no mask.
-        tolerance: how results are compared with their reference (the oracle, else the float64 run).
+        gradient_oracle: optional `gradient_oracle(weights, cotangent, *inputs)` (or `**inputs`; `mask=` as for
+            `oracle`): the exact float64 gradients of `sum(output * cotangent)` as a dict, keyed by trainable
+            weight name (`"kernel"`) and by float input (its `name`, else `"input0"`, `"input1"`, ...), every one
+            the layer has; `cotangent` has the output's shape (a list of them for a layer with several outputs).
+            With it, the float32 and float64 gradients are both judged against it; without it, the float32 ones
+            against the backend's float64 run, and the float64 ones are not judged.
+        tolerance: how results are compared with their reference (the oracle, else the float64 run); or a
+            function of the arguments returning it.
         bad_inputs: inputs and arguments the layer must reject, with the error.
-        divergences: known differences between backends, each with its reason (strict).
+        divergences: known differences between backends, each with its reason (strict); or a function of the
+            arguments returning them (a divergence of some drawn configurations only).
         skip: checks left out, `{check: reason}`; the report lists them with the reason.
         call_kwargs: fixed keyword arguments of every call (`training=False` is always passed when the layer's
             call takes it).
@@ -143,17 +159,19 @@ class Subject:
 
     name: str
     layer: type | Callable | str
-    inputs: Input | Sequence[Input] | Mapping[str, Input]
-    args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    inputs: Input | Sequence[Input] | Mapping[str, Input] | Callable
+    args: Mapping[str, Any] | Any = dataclasses.field(default_factory=dict)
     oracle: Callable | None = None
     mask_oracle: Callable | None = None
-    tolerance: Tolerance | None = None
+    gradient_oracle: Callable | None = None
+    tolerance: Tolerance | Callable | None = None
     bad_inputs: Sequence[BadInput] = ()
-    divergences: Sequence[Divergence] = ()
+    divergences: Sequence[Divergence] | Callable = ()
     skip: Mapping[str, str] = dataclasses.field(default_factory=dict)
     call_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     weights: Callable | None = None
     seed: int = 0
+    examples: int = 3
 
     def __post_init__(self):
         if not self.name or any(not (c.isalnum() or c in "-_.") for c in self.name):
@@ -161,9 +179,39 @@ class Subject:
         unknown = sorted(set(self.skip) - set(CHECKS))
         if unknown:
             raise ValueError(f"Subject {self.name!r}: unknown checks in skip: {unknown}; the checks are {CHECKS}")
-        for divergence in self.divergences:
+        for divergence in () if _is_function(self.divergences) else self.divergences:
             if divergence.backend not in BACKENDS:
                 raise ValueError(f"Subject {self.name!r}: divergence on unknown backend {divergence.backend!r}")
+        if not isinstance(self.examples, int) or self.examples < 1:
+            raise ValueError(f"Subject {self.name!r}: examples must be an integer >= 1. Received: {self.examples!r}")
+
+    @property
+    def drawn(self) -> bool:
+        """Whether the arguments are a strategy to draw from (the subject is expanded by `load` first)."""
+        return not isinstance(self.args, Mapping)
+
+    def expand(self) -> list[Subject]:
+        """The concrete subjects this one stands for: itself, or one per drawn argument dict (see `args`), with
+        `inputs` and `tolerance` given as functions of the arguments resolved."""
+        if not self.drawn:
+            drawn = [dict(self.args)]
+        else:
+            drawn = draw_arguments(self.args, self.examples, self.seed)
+        out = []
+        for i, args in enumerate(drawn):
+            if not isinstance(args, Mapping):
+                raise ValueError(f"Subject {self.name!r}: args must draw dicts. Received: {args!r}")
+            out.append(
+                dataclasses.replace(
+                    self,
+                    name=f"{self.name}.{i}" if self.drawn else self.name,
+                    args=dict(args),
+                    inputs=self.inputs(dict(args)) if _is_function(self.inputs) else self.inputs,
+                    tolerance=self.tolerance(dict(args)) if _is_function(self.tolerance) else self.tolerance,
+                    divergences=self.divergences(dict(args)) if _is_function(self.divergences) else self.divergences,
+                )
+            )
+        return out
 
     def make_layer(self, **overrides):
         """A new layer of this subject, with `overrides` on top of its arguments."""
@@ -182,6 +230,46 @@ class Subject:
         if isinstance(self.inputs, Input):
             return "single"
         return "keywords" if isinstance(self.inputs, Mapping) else "list"
+
+
+def _is_function(value) -> bool:
+    return callable(value) and not isinstance(value, (Input, Tolerance, type))
+
+
+def draw_arguments(strategy, examples: int, seed: int) -> list:
+    """Up to `examples` distinct values of the hypothesis `strategy`, the same ones in every process with the
+    same hypothesis version (seeded, no example database): of up to 10 x `examples` distinct draws, evenly
+    spaced ones, the first (hypothesis starts from the simplest values) and the last among them."""
+    try:
+        import hypothesis
+        from hypothesis import HealthCheck, Phase, given, settings
+        from hypothesis.strategies import SearchStrategy
+    except ImportError as exc:  # only a subject whose args is a strategy needs it
+        raise ImportError(
+            "a Subject whose args is a hypothesis strategy needs hypothesis: pip install hypothesis"
+        ) from exc
+    if not isinstance(strategy, SearchStrategy):
+        raise TypeError(f"Subject args must be a dict or a hypothesis strategy. Received: {strategy!r}")
+    drawn = []
+
+    @hypothesis.seed(seed)
+    @settings(
+        database=None,
+        max_examples=10 * examples,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        deadline=None,
+    )
+    @given(strategy)
+    def collect(value):
+        if value not in drawn:
+            drawn.append(value)
+
+    collect()
+    if len(drawn) <= examples:
+        return drawn
+    step = (len(drawn) - 1) / (examples - 1) if examples > 1 else 0
+    return [drawn[round(i * step)] for i in range(examples)]
 
 
 def input_list(inputs: Input | Sequence[Input] | Mapping[str, Input]) -> list[Input]:
@@ -206,6 +294,7 @@ def load(path: str | Path) -> list[Subject]:
     subjects = getattr(module, "SUBJECTS", None)
     if subjects is None:
         subjects = [v for v in vars(module).values() if isinstance(v, Subject)]
+    subjects = [concrete for subject in subjects for concrete in subject.expand()]
     names = [s.name for s in subjects]
     if not subjects or len(set(names)) != len(names):
         raise ValueError(f"{path}: expected subjects with distinct names, found {names}")

@@ -18,6 +18,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -219,16 +220,23 @@ class Run:
             for bad in subject.bad_inputs:
                 self.bad_input(bad)
 
-    def oracle(self, layer) -> None:
-        """The subject's NumPy oracle on the same inputs and weights (float64), recorded beside the outputs."""
+    def call_oracle(self, oracle, layer, *leading):
+        """`oracle(weights, *leading, *inputs)` (inputs as keywords for a subject that takes keywords; `mask=`
+        and `args=` when the oracle takes them), the weights by name as float64 arrays."""
         weights = {v.path.split("/", 1)[-1]: self.backend.to_numpy(v.value) for v in layer.weights}
         kwargs = {}
-        if "mask" in inspect.signature(self.subject.oracle).parameters:  # the masks passed with the call
+        parameters = inspect.signature(oracle).parameters
+        if "mask" in parameters:  # the masks passed with the call
             kwargs["mask"] = self.masks[0] if self.subject.convention == "single" else list(self.masks)
+        if "args" in parameters:  # the constructor's arguments (drawn ones, say)
+            kwargs["args"] = dict(self.subject.args)
         if self.subject.convention == "keywords":
-            out = self.subject.oracle(weights, **{s.name: a for s, a in zip(self.specs, self.arrays)}, **kwargs)
-        else:
-            out = self.subject.oracle(weights, *self.arrays, **kwargs)
+            return oracle(weights, *leading, **{s.name: a for s, a in zip(self.specs, self.arrays)}, **kwargs)
+        return oracle(weights, *leading, *self.arrays, **kwargs)
+
+    def oracle(self, layer) -> None:
+        """The subject's NumPy oracle on the same inputs and weights (float64), recorded beside the outputs."""
+        out = self.call_oracle(self.subject.oracle, layer)
         outs = list(out) if isinstance(out, (list, tuple)) else [out]
         for i, array in enumerate(outs):
             self.checks["oracle" if len(outs) == 1 else f"oracle.{i}"] = numeric_entry(array, "float64")
@@ -269,7 +277,9 @@ class Run:
         float_inputs = [i for i, s in enumerate(self.specs) if s.dtype.startswith(("float", "bfloat"))]
         out = self.outputs(self.call(layer, tensors))
         rng = np.random.default_rng([self.subject.seed, 2])
-        cotangents = [backend.tensor(rng.standard_normal(tuple(o.shape)), backend.dtype_of(o)) for o in out]
+        # float32-exact: the float32 and float64 runs (and the gradient oracle) take the same cotangents
+        arrays = [rng.standard_normal(tuple(o.shape)).astype(np.float32).astype(np.float64) for o in out]
+        cotangents = [backend.tensor(a, backend.dtype_of(o)) for a, o in zip(arrays, out)]
 
         def loss(*diff):
             ws, xs = list(diff[: len(trainable)]), list(tensors)
@@ -288,6 +298,15 @@ class Run:
         names += [self.specs[i].name or f"input{i}" for i in float_inputs]
         for name, grad in zip(names, grads):
             self.numeric(f"{prefix}/{name}", grad)
+        if prefix == "gradients" and self.subject.gradient_oracle is not None:
+            self.attempt("oracle-gradients", lambda: self.gradient_oracle(layer, arrays))
+
+    def gradient_oracle(self, layer, cotangents: list) -> None:
+        """The subject's gradient oracle on the same weights, inputs and cotangents (float64), by name."""
+        cotangent = cotangents[0] if len(cotangents) == 1 else cotangents
+        grads = self.call_oracle(self.subject.gradient_oracle, layer, cotangent)
+        for name, array in grads.items():
+            self.checks[f"oracle-gradients/{name}"] = numeric_entry(array, "float64")
 
     def mask(self, layer, tensors) -> None:
         if self.subject.convention == "keywords":
@@ -297,7 +316,12 @@ class Run:
         given = masks[0] if self.subject.convention == "single" else masks
         result = layer.compute_mask(args[0], given if any(m is not None for m in masks) else None)
         if self.subject.mask_oracle is not None:
-            want = self.subject.mask_oracle(list(self.masks), *self.arrays)
+            extra = (
+                {"args": dict(self.subject.args)}
+                if "args" in inspect.signature(self.subject.mask_oracle).parameters
+                else {}
+            )
+            want = self.subject.mask_oracle(list(self.masks), *self.arrays, **extra)
             if want is None:
                 self.text("oracle-mask", "none")
             else:
@@ -474,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     subjects = declaration.load(args.subjects)
     if args.only:
-        subjects = [s for s in subjects if s.name in args.only]
+        # a drawn subject's name selects all its draws (`--only Dense` runs Dense.0, Dense.1, ...)
+        subjects = [s for s in subjects if any(re.fullmatch(rf"{re.escape(o)}(\.\d+)?", s.name) for o in args.only)]
     record = {
         "format": FORMAT,
         "backend": backend_name,
@@ -513,9 +538,11 @@ def meta(subject: Subject) -> dict:
     return {
         "has_oracle": subject.oracle is not None,
         "has_mask_oracle": subject.mask_oracle is not None,
+        "has_gradient_oracle": subject.gradient_oracle is not None,
         "tolerance": None
         if tolerance is None
         else {"reduction": tolerance.reduction, "ulps": tolerance.ulps, "reason": tolerance.reason},
+        "args": {k: repr(v) for k, v in sorted(subject.args.items())},
         "inputs": [{"shape": list(s.shape), "dtype": s.dtype} for s in subject.input_list()],
         "bad_inputs": {b.id: {"error": b.error.__name__, "message": b.message} for b in subject.bad_inputs},
         "divergences": [[d.check, d.backend, d.reason] for d in subject.divergences],

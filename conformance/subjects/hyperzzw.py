@@ -1,13 +1,16 @@
 """HyperZZWOperator as a harness subject, declared through the same public API as any user's layer: its exact
-oracle (`conformance.oracle`), tolerances derived from its reduction length, and its bad-input catalogue
-(`conformance.bad_inputs`), each entry with the exact text every backend must raise.
+oracles of the output, the gradients and the mask (`conformance.oracle`), tolerances derived from its reduction
+length, and its bad-input catalogue (`conformance.bad_inputs`), each entry with the exact text every backend
+must raise.
 
     python -m conformance.harness conformance/subjects/hyperzzw.py      # or: nox -s harness
 """
 
 from __future__ import annotations
 
-from conformance import bad_inputs, oracle
+from hypothesis import strategies as st
+
+from conformance import bad_inputs, oracle, strategies
 from conformance.harness import BadInput, Input, Subject, Tolerance
 
 
@@ -20,6 +23,12 @@ def _layer(**kwargs):
 def hyperzzw_oracle(weights, x, context):
     """The exact output (conformance.oracle), rounded once to float64."""
     return oracle.forward(x, context, weights["hyper_kernel"])
+
+
+def hyperzzw_gradient_oracle(weights, cotangent, x, context):
+    """The exact gradients of `sum(cotangent * output)` (conformance.oracle), each rounded once to float64."""
+    dx, dcontext, dkernel = oracle.gradients(x, context, weights["hyper_kernel"], cotangent)
+    return {"hyper_kernel": dkernel, "input0": dx, "input1": dcontext}
 
 
 def hyperzzw_mask_oracle(masks, x, context):
@@ -54,6 +63,26 @@ def hyperzzw_bad_inputs() -> list[BadInput]:
     return out
 
 
+# Drawn configurations: input_dim, context_dim given or inferred, any of the suite's initializer families with
+# its drawn config, as Keras's serialized form (the harness sets the weights itself, so the initializer shows
+# in the config and the saved files).
+_INITIALIZER = st.sampled_from(sorted(strategies.INITIALIZERS)).flatmap(
+    lambda name: strategies.INITIALIZERS[name][0].map(lambda config: {"class_name": name, "config": dict(config)})
+)
+DRAWN_ARGUMENTS = st.fixed_dictionaries(
+    {
+        "input_dim": st.integers(1, 6),
+        "context_dim": st.one_of(st.none(), st.integers(1, 6)),
+        "kernel_initializer": _INITIALIZER,
+    }
+)
+INFERRED_CONTEXT_DIM = 3  # the context's width when context_dim is not given
+
+
+def _context_dim(args) -> int:
+    return args["context_dim"] or INFERRED_CONTEXT_DIM
+
+
 SUBJECTS = [
     Subject(
         "hyperzzw-rank2-context",
@@ -61,6 +90,7 @@ SUBJECTS = [
         args={"input_dim": 6},
         inputs=[Input((4, 6)), Input((4, 3))],
         oracle=hyperzzw_oracle,
+        gradient_oracle=hyperzzw_gradient_oracle,
         tolerance=hyperzzw_tolerance(3),
         bad_inputs=hyperzzw_bad_inputs(),
     ),
@@ -70,7 +100,18 @@ SUBJECTS = [
         args={"input_dim": 5},
         inputs=[Input((2, 1, 5), mask=0.5), Input((2, 4, 3), mask=0.7)],
         oracle=hyperzzw_oracle,
+        gradient_oracle=hyperzzw_gradient_oracle,
         mask_oracle=hyperzzw_mask_oracle,
         tolerance=hyperzzw_tolerance(3),
+    ),
+    Subject(
+        "hyperzzw-drawn",
+        layer=_layer,
+        args=DRAWN_ARGUMENTS,
+        examples=3,
+        inputs=lambda args: [Input((2, 3, args["input_dim"])), Input((2, _context_dim(args)))],
+        oracle=hyperzzw_oracle,
+        gradient_oracle=hyperzzw_gradient_oracle,
+        tolerance=lambda args: hyperzzw_tolerance(_context_dim(args)),
     ),
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+from hypothesis import strategies as st
 
 from conformance import upstream
 from conformance.harness import BadInput, Divergence, Input, Subject, Tolerance
@@ -54,6 +55,32 @@ def _sigmoid(z):
 
 def _dense(weights, x):
     return x @ weights["kernel"] + weights["bias"]
+
+
+def _dense_gradients(weights, cotangent, x):
+    """Of `sum(cotangent * (x @ kernel + bias))`: float64 NumPy (its rounding is far inside the tolerance)."""
+    return {"kernel": x.T @ cotangent, "bias": cotangent.sum(axis=0), "input0": cotangent @ weights["kernel"].T}
+
+
+def _dense_divergences(args=None) -> list[Divergence]:
+    """Dense's float64 forward pass and its kernel's and input's float64 gradients on torch; its bias's gradient
+    (a sum, no matmul) too in the nightlies, where the add before it returns float32."""
+    checks = ("policies/float64", "gradients-float64/kernel", "gradients-float64/input0")
+    bias = args is None or args["use_bias"]
+    nightly = [Divergence("gradients-float64/bias", "torch", _TORCH_BINARY_OPS)] if _NIGHTLY and bias else []
+    return [Divergence(check, "torch", _TORCH_MATMUL) for check in checks] + nightly
+
+
+def _dense_drawn(weights, x, args):
+    out = x @ weights["kernel"] + (weights["bias"] if args["use_bias"] else 0.0)
+    return np.maximum(out, 0.0) if args["activation"] == "relu" else out
+
+
+def _dense_drawn_gradients(weights, cotangent, x, args):
+    pre = x @ weights["kernel"] + (weights["bias"] if args["use_bias"] else 0.0)
+    g = cotangent * (pre > 0) if args["activation"] == "relu" else cotangent
+    grads = {"kernel": x.T @ g, "input0": g @ weights["kernel"].T}
+    return {**grads, "bias": g.sum(axis=0)} if args["use_bias"] else grads
 
 
 def _einsum_dense(weights, x):
@@ -105,9 +132,23 @@ SUBJECTS = [
         args={"units": 4},
         inputs=Input((3, 5)),
         oracle=_dense,
+        gradient_oracle=_dense_gradients,
         tolerance=Tolerance(6, "5 products summed, plus the bias"),
         bad_inputs=[BadInput("units=0", args={"units": 0})],
-        divergences=[Divergence("policies/float64", "torch", _TORCH_MATMUL)],
+        divergences=_dense_divergences(),
+    ),
+    Subject(
+        "Dense-drawn",
+        layer="keras.layers:Dense",
+        args=st.fixed_dictionaries(
+            {"units": st.integers(1, 6), "use_bias": st.booleans(), "activation": st.sampled_from([None, "relu"])}
+        ),
+        examples=3,
+        inputs=Input((3, 5)),
+        oracle=_dense_drawn,
+        gradient_oracle=_dense_drawn_gradients,
+        tolerance=Tolerance(6, "5 products summed, plus the bias"),
+        divergences=_dense_divergences,
     ),
     Subject(
         "EinsumDense",

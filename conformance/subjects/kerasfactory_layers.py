@@ -16,6 +16,7 @@ import numpy as np
 from conformance.harness import BACKENDS, Divergence, Input, Subject, Tolerance
 from conformance.subjects.hyperzzw import (
     hyperzzw_bad_inputs,
+    hyperzzw_gradient_oracle,
     hyperzzw_mask_oracle,
     hyperzzw_oracle,
     hyperzzw_tolerance,
@@ -65,9 +66,10 @@ SUBJECTS = [
         args={"input_dim": 6},
         inputs=[Input((4, 6)), Input((4, 3))],
         oracle=hyperzzw_oracle,
+        gradient_oracle=hyperzzw_gradient_oracle,
         tolerance=hyperzzw_tolerance(3),
         bad_inputs=hyperzzw_bad_inputs(),
-        divergences=[Divergence("policies/float64", "torch", _MATMUL64)]
+        divergences=[Divergence(check, "torch", _MATMUL64) for check in ("policies/float64", "gradients-float64")]
         + [
             Divergence(f"errors/{bad.id}", backend, _ERRORS)
             for bad in hyperzzw_bad_inputs()
@@ -81,9 +83,10 @@ SUBJECTS = [
         args={"input_dim": 5},
         inputs=[Input((2, 1, 5), mask=0.5), Input((2, 4, 3), mask=0.7)],
         oracle=hyperzzw_oracle,
+        gradient_oracle=hyperzzw_gradient_oracle,
         mask_oracle=hyperzzw_mask_oracle,
         tolerance=hyperzzw_tolerance(3),
-        divergences=[Divergence("policies/float64", "torch", _MATMUL64)]
+        divergences=[Divergence(check, "torch", _MATMUL64) for check in ("policies/float64", "gradients-float64")]
         + [Divergence("mask", backend, _MASKS) for backend in BACKENDS],
     ),
     Subject(
