@@ -236,6 +236,57 @@ def test_a_subject_with_fixed_arguments_is_itself():
         Subject("dense", layer="keras.layers:Dense", inputs=Input((3, 5)), examples=0)
 
 
+def _with_unknown_sizes(records, grown_on_torch=None):
+    """Every backend traced with unknown sizes: the declared sizes' run as the eager one, the grown sizes' run
+    and its eager reference (`grown_on_torch` replaces torch's grown run)."""
+    grown = np.random.default_rng(7).standard_normal((4, 4)).astype(np.float32)
+    for backend in BACKENDS:
+        checks = records[(backend, "record")]["subjects"]["dense"]["checks"]
+        checks["unknown-sizes/declared"] = checks["forward"]
+        checks["unknown-sizes/eager-grown"] = _numeric(grown, "float32")
+        checks["unknown-sizes/grown"] = _numeric(grown, "float32")
+    if grown_on_torch is not None:
+        records[("torch", "record")]["subjects"]["dense"]["checks"]["unknown-sizes/grown"] = grown_on_torch
+    return records
+
+
+def test_a_trace_with_unknown_sizes_wrong_at_other_sizes_fails_on_that_backend(tmp_path):
+    """Right at the sizes it was traced with, wrong at others (a size taken as a constant while tracing): the
+    grown run against its own eager run at those sizes names the backend."""
+    assert _report(tmp_path, _with_unknown_sizes(_records()))["ok"]
+    stale = np.random.default_rng(7).standard_normal((4, 4)).astype(np.float32)
+    stale[3] = 0.0  # a row the program never computed
+    result = _report(tmp_path, _with_unknown_sizes(_records(), _numeric(stale, "float32")))
+    status, notes = _cell(result, "unknown-sizes/grown", "torch")
+    assert status == "FAIL" and any("max |torch - torch's eager call at those sizes|" in n for n in notes), notes
+    assert _cell(result, "unknown-sizes/grown", "jax")[0] == _cell(result, "unknown-sizes/grown", "tensorflow")[0]
+    assert _cell(result, "unknown-sizes/grown", "jax")[0] == "PASS"
+
+
+def test_a_step_that_raised_on_one_backend_fails_there_alone_with_its_exception(tmp_path):
+    """A backend that cannot trace the layer with unknown sizes: its `unknown-sizes` row fails with the
+    exception; the rows that step would have recorded are not reported missing besides; the others pass."""
+    records = _with_unknown_sizes(_records())
+    checks = records[("tensorflow", "record")]["subjects"]["dense"]["checks"]
+    for name in ("unknown-sizes/declared", "unknown-sizes/eager-grown", "unknown-sizes/grown"):
+        del checks[name]
+    checks["unknown-sizes"] = {
+        "kind": "raised",
+        "type": "UnimplementedError",
+        "message": "Broadcast between [2,1,2] and [1,2,1] is not supported yet.",
+        "own": "Broadcast between [2,1,2] and [1,2,1] is not supported yet.",
+        "wrapper": "",
+        "origin": "backend",
+        "where": "ops.py:1",
+    }
+    result = _report(tmp_path, records)
+    assert not result["ok"]
+    status, notes = _cell(result, "unknown-sizes", "tensorflow")
+    assert status == "FAIL" and any("UnimplementedError" in n for n in notes), notes
+    assert _cell(result, "unknown-sizes", "jax")[0] == _cell(result, "unknown-sizes", "torch")[0] == "PASS"
+    assert result["failing"] == ["dense: unknown-sizes on tensorflow"]
+
+
 def test_no_record_at_all_fails(tmp_path):
     result = compare.build(tmp_path)
     assert not result["ok"] and compare.render(result).endswith("RESULT: FAIL")

@@ -30,6 +30,8 @@ import numpy as np
 from conformance.harness.declaration import BACKENDS, POLICIES, SAME_ON_EVERY_BACKEND, UNIT_ROUNDOFF, Tolerance
 
 PHASES = ("record", "load")
+# What a backend records as the reference of its own other rows, never judged itself.
+REFERENCES = ("saved/reference", "unknown-sizes/eager-grown")
 PASS, FAIL, KNOWN, SKIP, MISSING = "PASS", "FAIL", "KNOWN", "SKIP", "MISSING"
 
 
@@ -69,8 +71,11 @@ def _values(entry: dict) -> np.ndarray:
 
 
 def _summary(exc: dict) -> str:
-    first = exc["own"].strip().splitlines()[0] if exc["own"].strip() else ""
-    return f"raised {exc['type']}: {first[:160]}"
+    """The exception's type and the line that says what went wrong: its first, or, for TensorFlow's graph
+    errors (`in user code:`, then the traceback), its last."""
+    lines = [line.strip() for line in exc["own"].strip().splitlines() if line.strip()]
+    line = (lines[-1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]) if lines else ""
+    return f"raised {exc['type']}: {line[:160]}"
 
 
 class Judge:
@@ -106,7 +111,8 @@ class Judge:
         usable, exempt, texts = {}, set(), {}
         for backend, entry in entries.items():
             if entry is None:
-                self.set(check, backend, MISSING, "not observed")
+                if not self._raised_above(backend, check):  # else that check's failure says it
+                    self.set(check, backend, MISSING, "not observed")
             elif entry["kind"] == "raised":
                 self.set(check, backend, FAIL, _summary(entry))
             elif entry["kind"] != "numeric":
@@ -144,7 +150,7 @@ class Judge:
         got = _values(a)
         if against == "reference":
             want, dtype = _values(reference), a["dtype"]
-            what = "the oracle" if reference.get("oracle") else f"{a_name}'s float64 run"
+            what = "the oracle" if reference.get("oracle") else reference.get("label", f"{a_name}'s float64 run")
         else:
             ((b_name, b),) = rest
             want, dtype = _values(b), a["dtype"] if a["dtype"] == b["dtype"] else "float64"
@@ -286,9 +292,20 @@ class Judge:
                     self.family_scale[family] = max(self.family_scale.get(family, 0.0), top)
         oracle = self._oracle()
         own64 = lambda prefix: lambda b: self.obs[b].get(prefix)  # noqa: E731
+
+        def own(check: str, label: str):  # another of the backend's own observations, named in the report
+            return lambda b: (
+                None if self.obs[b].get(check) is None else {**self.obs[b][check], "label": f"{b}'s {label}"}
+            )
+
         for check in checks:
             family = check.split("/")[0].split(".")[0]
             if check == "oracle" or check.startswith(("oracle.", "oracle-")):
+                continue
+            if self._raised_on_some(check):
+                continue
+            if family in ("gradients", "gradients-float64", "unknown-sizes") and "/" not in check:
+                self.same_text(check)  # raised on every backend (each fails with its exception)
                 continue
             if check.startswith("saved/"):
                 if check == "saved/layer":  # recorded only when making the layer before loading raised
@@ -298,11 +315,22 @@ class Judge:
                     continue
                 # a loaded model against the model the loading backend saved (the same layer, weights, inputs)
                 suffix = _output_suffix(check)
-                self.numeric(check, own64("saved/reference" + suffix), self.tolerance)
-            elif family in ("forward", "compiled"):
+                self.numeric(check, own("saved/reference" + suffix, "model before saving"), self.tolerance)
+            elif family in ("forward", "compiled") or check.split(".")[0] == "unknown-sizes/declared":
                 suffix = _output_suffix(check)
                 reference = oracle(suffix) or own64("policies/float64" + suffix)
                 self.numeric(check, reference, self.tolerance)
+            elif check.split(".")[0] == "unknown-sizes/grown":
+                suffix = _output_suffix(check)
+                grown = self._first("oracle-grown" + suffix) if self.meta.get("has_oracle") else None
+                reference = (
+                    (lambda b: {**grown, "oracle": True})
+                    if grown
+                    else own("unknown-sizes/eager-grown" + suffix, "eager call at those sizes")
+                )
+                self.numeric(check, reference, self.tolerance)
+            elif check.split(".")[0] == "unknown-sizes/eager-grown":
+                continue  # the grown run's reference on each backend (without an oracle), not judged itself
             elif family in ("gradients", "gradients-float64"):
                 name = check.split("/", 1)[1]
                 if self.meta.get("has_gradient_oracle"):
@@ -360,6 +388,24 @@ class Judge:
                         )
         self._expected_checks(checks)
         self._divergences()
+
+    def _raised_on_some(self, check: str) -> bool:
+        """A check that raised on some backends and ran on the others (which recorded its results under
+        `check/...` or `check.<i>`): it fails where it raised, with the exception, and passes where it ran
+        (its results are judged row by row). True when that is what it was."""
+        raised = {b: e for b in self.backends if (e := self.obs[b].get(check)) is not None and e["kind"] == "raised"}
+        ran = [
+            b
+            for b in self.backends
+            if b not in raised and any(c.startswith((check + "/", check + ".")) for c in self.obs[b])
+        ]
+        if not raised or len(raised) + len(ran) != len(self.backends) or not ran:
+            return False
+        for backend, entry in raised.items():
+            self.set(check, backend, FAIL, _summary(entry))
+        for backend in ran:
+            self.set(check, backend, PASS)
+        return True
 
     def _first(self, check: str) -> dict | None:
         """`check`'s entry on the first backend that has it (oracles: NumPy, the same bytes on every backend)."""
@@ -437,8 +483,19 @@ class Judge:
                 self.set(family, backend, SKIP, reason)
         for backend in self.backends:  # every check some backend observed, every backend must have
             for check in checks:
-                if check not in self.obs[backend] and check not in self.cells:
-                    self.set(check, backend, MISSING, "not observed")
+                if check in self.obs[backend] or check in self.cells or self._raised_above(backend, check):
+                    continue
+                if check.startswith("oracle") or check.split(".")[0] in REFERENCES:
+                    continue  # references: what judges them is missing or fails too, and says so
+                self.set(check, backend, MISSING, "not observed")
+
+    def _raised_above(self, backend: str, check: str) -> bool:
+        """Whether the step that records `check` raised on `backend` (`gradients` for `gradients/kernel`, say):
+        that step fails there with its exception, and what it would have recorded is not missing besides."""
+        parts = check.split("/")
+        return any(
+            (self.obs[backend].get("/".join(parts[:i])) or {}).get("kind") == "raised" for i in range(1, len(parts))
+        )
 
     def _divergences(self) -> None:
         for check_prefix, backend, reason in self.meta.get("divergences", []):

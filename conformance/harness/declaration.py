@@ -35,6 +35,7 @@ CHECKS = (
     "weights",
     "forward",
     "compiled",
+    "unknown-sizes",
     "symbolic",
     "gradients",
     "mask",
@@ -55,7 +56,9 @@ class Input:
     `"bool"`, or a callable `f(rng, shape) -> np.ndarray` of your own; draws come from NumPy's PCG64 seeded by
     the subject's seed and the input's position, never from a backend's generator. `mask` is the fraction of
     positions kept in a Keras mask of shape `shape[:-1]` passed with the call (`None`: no mask); `name` is the
-    keyword the value is passed under when the subject calls with keywords.
+    keyword the value is passed under when the subject calls with keywords. `feature_axes` is how many trailing
+    axes hold features, whose sizes the layer's weights fix; the `unknown-sizes` check varies the others (0 for
+    an input all of whose axes are sizes of the data, such as an attention mask).
     """
 
     shape: tuple[int, ...]
@@ -65,6 +68,7 @@ class Input:
     high: float = 1.0
     mask: float | None = None
     name: str | None = None
+    feature_axes: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ so. `conformance.harness.compare` reads the records and judges.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -54,6 +55,20 @@ def draw(spec: Input, rng: np.random.Generator) -> np.ndarray:
         if spec.dtype == "bfloat16":
             values = (values.view(np.uint64) & ~np.uint64((1 << 45) - 1)).view(np.float64)  # truncate to 8 bits
     return values
+
+
+def _sizes(spec: Input) -> tuple:
+    """An input's axes before its feature axes (`Input.feature_axes`): the sizes of the data."""
+    return tuple(spec.shape[: len(spec.shape) - spec.feature_axes])
+
+
+def _features(spec: Input) -> tuple:
+    return tuple(spec.shape[len(spec.shape) - spec.feature_axes :])
+
+
+def _grown(sizes: tuple) -> tuple:
+    """The same pattern of sizes, larger: every size above 1 one larger (equal sizes stay equal)."""
+    return tuple(n + 1 if n > 1 else n for n in sizes)
 
 
 def numeric_entry(array, dtype: str) -> dict:
@@ -200,6 +215,8 @@ class Run:
             self.record_outputs("forward", eager)
         if "compiled" not in subject.skip:
             self.attempt("compiled", lambda: self.record_outputs("compiled", self.compiled(layer, tensors)))
+        if "unknown-sizes" not in subject.skip:
+            self.attempt("unknown-sizes", lambda: self.unknown_sizes(layer))
         if "symbolic" not in subject.skip:
             self.attempt("symbolic", lambda: self.symbolic(layer))
         if "gradients" not in subject.skip:
@@ -220,26 +237,29 @@ class Run:
             for bad in subject.bad_inputs:
                 self.bad_input(bad)
 
-    def call_oracle(self, oracle, layer, *leading):
+    def call_oracle(self, oracle, layer, *leading, arrays=None, masks=None):
         """`oracle(weights, *leading, *inputs)` (inputs as keywords for a subject that takes keywords; `mask=`
-        and `args=` when the oracle takes them), the weights by name as float64 arrays."""
+        and `args=` when the oracle takes them), the weights by name as float64 arrays; the subject's inputs
+        and masks unless `arrays` and `masks` are given."""
+        arrays = self.arrays if arrays is None else arrays
+        masks = self.masks if masks is None else masks
         weights = {v.path.split("/", 1)[-1]: self.backend.to_numpy(v.value) for v in layer.weights}
         kwargs = {}
         parameters = inspect.signature(oracle).parameters
         if "mask" in parameters:  # the masks passed with the call
-            kwargs["mask"] = self.masks[0] if self.subject.convention == "single" else list(self.masks)
+            kwargs["mask"] = masks[0] if self.subject.convention == "single" else list(masks)
         if "args" in parameters:  # the constructor's arguments (drawn ones, say)
             kwargs["args"] = dict(self.subject.args)
         if self.subject.convention == "keywords":
-            return oracle(weights, *leading, **{s.name: a for s, a in zip(self.specs, self.arrays)}, **kwargs)
-        return oracle(weights, *leading, *self.arrays, **kwargs)
+            return oracle(weights, *leading, **{s.name: a for s, a in zip(self.specs, arrays)}, **kwargs)
+        return oracle(weights, *leading, *arrays, **kwargs)
 
-    def oracle(self, layer) -> None:
+    def oracle(self, layer, prefix: str = "oracle", arrays=None, masks=None) -> None:
         """The subject's NumPy oracle on the same inputs and weights (float64), recorded beside the outputs."""
-        out = self.call_oracle(self.subject.oracle, layer)
+        out = self.call_oracle(self.subject.oracle, layer, arrays=arrays, masks=masks)
         outs = list(out) if isinstance(out, (list, tuple)) else [out]
         for i, array in enumerate(outs):
-            self.checks["oracle" if len(outs) == 1 else f"oracle.{i}"] = numeric_entry(array, "float64")
+            self.checks[prefix if len(outs) == 1 else f"{prefix}.{i}"] = numeric_entry(array, "float64")
 
     def compiled(self, layer, tensors):
         """The layer's stateless call, compiled as each backend compiles: `jax.jit`, `tf.function(jit_compile=True)`,
@@ -254,6 +274,58 @@ class Run:
             return out
 
         return self.backend.COMPILERS["jit"][1](fn)(trainable, non_trainable, *self.autocast(layer, tensors))
+
+    def unknown_sizes(self, layer) -> None:
+        """The layer's stateless call compiled with every leading size unknown until it runs (`jax.export` with
+        symbolic sizes, `tf.function` with `None` in its signature, `torch.compile(dynamic=True)`; one unknown
+        per distinct size, so axes of equal size stay equal, and 1s that broadcast known except on TensorFlow),
+        traced once, then run at the declared sizes and at grown ones (every size above 1 one larger, the
+        last axis kept), with new inputs and masks drawn for those. Recorded beside the eager call at the grown
+        sizes and the oracle there: a decision the layer takes while tracing must hold when it runs."""
+        backend = self.backend
+        trainable = [v.value for v in layer.trainable_variables]
+        non_trainable = [v.value for v in layer.non_trainable_variables]
+        kwargs = self.call_kwargs(layer, with_masks=False)
+        masked = [i for i, m in enumerate(self.masks) if m is not None]
+        takes_mask = "mask" in inspect.signature(layer.call).parameters and masked
+
+        def unknown(shape):
+            return tuple(f"d{n}" if n > 1 or backend.UNKNOWN_ONES else n for n in shape)
+
+        specs = [(unknown(_sizes(s)) + _features(s), s.dtype) for s in self.specs]
+        specs += [(unknown(self.specs[i].shape[:-1]), "bool") for i in masked] if takes_mask else []
+
+        def fn(*xs):
+            tensors, given = list(xs[: len(self.specs)]), list(xs[len(self.specs) :])
+            args, call_kwargs = self.pack(tensors)
+            extra = {}
+            if takes_mask:
+                masks = [given.pop(0) if i in masked else None for i in range(len(self.specs))]
+                extra["mask"] = masks[0] if self.subject.convention == "single" else masks
+            out, _ = layer.stateless_call(trainable, non_trainable, *args, **call_kwargs, **kwargs, **extra)
+            return out
+
+        program = backend.compile_with_unknown_sizes(fn, specs)
+        grown_specs = [dataclasses.replace(s, shape=_grown(_sizes(s)) + _features(s)) for s in self.specs]
+        rng = np.random.default_rng([self.subject.seed, 5])
+        grown = [draw(s, rng) for s in grown_specs]
+        grown_masks = [
+            None if m is None else rng.random(s.shape[:-1]) < s.mask for s, m in zip(grown_specs, self.masks)
+        ]
+        for name, arrays, masks in (("declared", self.arrays, self.masks), ("grown", grown, grown_masks)):
+            tensors = [backend.tensor(a, s.dtype) for a, s in zip(arrays, self.specs)]
+            mask_tensors = [backend.tensor(masks[i], "bool") for i in masked] if takes_mask else []
+            self.record_outputs(f"unknown-sizes/{name}", program(*tensors, *mask_tensors))
+        # the references at the grown sizes: the eager call, and the oracle when there is one
+        tensors = [backend.tensor(a, s.dtype) for a, s in zip(grown, self.specs)]
+        args, call_kwargs = self.pack(tensors)
+        extra = {}
+        if takes_mask:
+            given = [None if m is None else backend.tensor(m, "bool") for m in grown_masks]
+            extra["mask"] = given[0] if self.subject.convention == "single" else given
+        self.record_outputs("unknown-sizes/eager-grown", layer(*args, **call_kwargs, **kwargs, **extra))
+        if self.subject.oracle is not None:
+            self.oracle(layer, "oracle-grown", arrays=grown, masks=grown_masks)
 
     def symbolic(self, layer) -> None:
         keras = self.keras

@@ -104,6 +104,17 @@ SUBJECTS = [
         mask_oracle=hyperzzw_mask_oracle,
         tolerance=hyperzzw_tolerance(3),
     ),
+    # rank 8, the 1s alternating: seven broadcast runs, past TensorFlow's limit of five, so the layer must take
+    # its einsum path, also when no size is known while tracing (the `unknown-sizes` row)
+    Subject(
+        "hyperzzw-rank8-broadcast-runs",
+        layer=_layer,
+        args={"input_dim": 3},
+        inputs=[Input((2, 1, 2, 1, 2, 1, 2, 3)), Input((1, 2, 1, 2, 1, 2, 1, 2))],
+        oracle=hyperzzw_oracle,
+        gradient_oracle=hyperzzw_gradient_oracle,
+        tolerance=hyperzzw_tolerance(2),
+    ),
     Subject(
         "hyperzzw-drawn",
         layer=_layer,

@@ -210,7 +210,9 @@ SUBJECTS = [
             "query": Input((2, 4, 6)),
             "value": Input((2, 5, 6)),
             # (batch, 1, source): one mask row for every query position, broadcast; every row keeps a key
-            "attention_mask": Input((2, 1, 5), dtype="bool", values=lambda rng, shape: rng.random(shape) < 0.7),
+            "attention_mask": Input(
+                (2, 1, 5), dtype="bool", values=lambda rng, shape: rng.random(shape) < 0.7, feature_axes=0
+            ),
         },
         oracle=_attention,
         # projections (6 terms), scores (3), softmax over 5 (exp: a few ulps), weighted sum (5), output (6)

@@ -33,6 +33,10 @@ _SUBLAYER_POLICY = (
     "GatedLinearUnit makes its two Dense sublayers without the layer's dtype policy, so they compute and return "
     "float32 under every policy: docs/findings.md#kerasfactory-sublayers-ignore-the-dtype-policy"
 )
+_PYTHON_LOOP = (
+    "MovingAverage loops over its time axis in Python (`range(time_steps)`), which a size unknown while tracing "
+    "cannot give: docs/findings.md#kerasfactory-movingaverage-with-unknown-sizes"
+)
 _POLICIES = ("float16", "bfloat16", "float64", "mixed_float16", "mixed_bfloat16")
 _ERRORS = (
     "KerasFactory's HyperZZWOperator does not check its arguments and inputs as hyperzzw's contract states: each "
@@ -107,7 +111,8 @@ SUBJECTS = [
         inputs=Input((2, 6, 3)),
         oracle=_moving_average,
         tolerance=Tolerance(4, "a mean of 3"),
-        divergences=[Divergence("policies/float64", b, _RESULT_TYPE) for b in ("jax", "torch")],
+        divergences=[Divergence("policies/float64", b, _RESULT_TYPE) for b in ("jax", "torch")]
+        + [Divergence("unknown-sizes", b, _PYTHON_LOOP) for b in ("jax", "tensorflow")],
     ),
     Subject(
         "kerasfactory-SparseAttentionWeighting",
