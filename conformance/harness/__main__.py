@@ -22,9 +22,30 @@ from conformance.harness import compare
 from conformance.harness.declaration import BACKENDS
 
 
+def harness_path(out: Path) -> str:
+    """A folder holding only this harness's `conformance` package (a link to it), put first on the backend
+    processes' PYTHONPATH: a backend's interpreter (another venv) needs keras, the backend and numpy, not the
+    harness, and every backend runs the same harness as this process."""
+    package = Path(__file__).resolve().parent.parent  # conformance/
+    folder = out / ".harness-path"
+    link = folder / package.name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            if link.resolve() == package:
+                return str(folder)
+            link.unlink()
+        link.symlink_to(package, target_is_directory=True)
+        return str(folder)
+    except OSError:  # no symlinks (Windows without the privilege): the package's parent folder
+        return str(package.parent)
+
+
 def run_phase(backend: str, phase: str, args, python: str) -> int:
+    path = [harness_path(args.out), os.environ.get("PYTHONPATH", "")]
     env = {
         **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in path if p),
         "KERAS_BACKEND": backend,
         "JAX_ENABLE_X64": "1",  # float64 is float64 on jax (it computes it in float32 otherwise)
         "TF_CPP_MIN_LOG_LEVEL": "2",
