@@ -287,6 +287,28 @@ def test_a_step_that_raised_on_one_backend_fails_there_alone_with_its_exception(
     assert result["failing"] == ["dense: unknown-sizes on tensorflow"]
 
 
+def test_an_oracle_that_raised_fails_the_subject(tmp_path):
+    """A declared oracle that raises leaves the outputs without their reference: never a pass."""
+    records = _records()
+    for key in records:
+        records[key]["subjects"]["dense"]["meta"]["has_oracle"] = True
+        if key[1] == "record":
+            records[key]["subjects"]["dense"]["checks"]["oracle"] = {
+                "kind": "raised",
+                "type": "KeyError",
+                "message": "'bias'",
+                "own": "'bias'",
+                "wrapper": "",
+                "origin": "layer",
+                "where": "my_subjects.py:3",
+            }
+    result = _report(tmp_path, records)
+    assert not result["ok"]
+    for backend in BACKENDS:
+        status, notes = _cell(result, "oracle", backend)
+        assert status == "FAIL" and notes == ["the oracle: raised KeyError: 'bias'"], notes
+
+
 def test_no_record_at_all_fails(tmp_path):
     result = compare.build(tmp_path)
     assert not result["ok"] and compare.render(result).endswith("RESULT: FAIL")

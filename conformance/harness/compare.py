@@ -301,6 +301,10 @@ class Judge:
         for check in checks:
             family = check.split("/")[0].split(".")[0]
             if check == "oracle" or check.startswith(("oracle.", "oracle-")):
+                for backend in self.backends:  # a reference that raised judges nothing: the subject fails
+                    entry = self.obs[backend].get(check)
+                    if entry is not None and entry["kind"] == "raised":
+                        self.set(check, backend, FAIL, "the oracle: " + _summary(entry))
                 continue
             if self._raised_on_some(check):
                 continue

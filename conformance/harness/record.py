@@ -276,12 +276,13 @@ class Run:
         return self.backend.COMPILERS["jit"][1](fn)(trainable, non_trainable, *self.autocast(layer, tensors))
 
     def unknown_sizes(self, layer) -> None:
-        """The layer's stateless call compiled with every leading size unknown until it runs (`jax.export` with
-        symbolic sizes, `tf.function` with `None` in its signature, `torch.compile(dynamic=True)`; one unknown
-        per distinct size, so axes of equal size stay equal, and 1s that broadcast known except on TensorFlow),
-        traced once, then run at the declared sizes and at grown ones (every size above 1 one larger, the
-        last axis kept), with new inputs and masks drawn for those. Recorded beside the eager call at the grown
-        sizes and the oracle there: a decision the layer takes while tracing must hold when it runs."""
+        """The layer's stateless call compiled with the sizes of every input's data axes (all but its
+        `feature_axes`) unknown until it runs (`jax.export` with symbolic sizes, `tf.function` with `None` in its
+        signature, `torch.compile(dynamic=True)`; one unknown per distinct size, so axes of equal size stay
+        equal, and 1s that broadcast known except on TensorFlow), traced once, then run at the declared sizes
+        and at grown ones (every size above 1 one larger), with new inputs and masks drawn for those. Recorded
+        beside the eager call at the grown sizes and the oracle there: a decision the layer takes while tracing
+        must hold when it runs."""
         backend = self.backend
         trainable = [v.value for v in layer.trainable_variables]
         non_trainable = [v.value for v in layer.non_trainable_variables]
