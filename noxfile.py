@@ -315,7 +315,10 @@ def harness(session: nox.Session) -> None:
     # each backend runs in its tests-<backend> venv (keras, that backend, this project), in a process of its own
     pythons = [f"--python={backend}={backend_python(session, backend)}" for backend in EXTRAS]
     # kerasfactory_layers.py needs KerasFactory on the path: `nox -s harness_kerasfactory`
-    files = session.posargs or [str(path) for path in sorted(SUBJECTS.glob("*.py")) if "kerasfactory" not in path.name]
+    declared = [*sorted(SUBJECTS.glob("*/subjects.py")), *sorted(SUBJECTS.glob("*.py"))]
+    files = session.posargs or [
+        str(path) for path in declared if "kerasfactory" not in path.name and not path.name.startswith("_")
+    ]
     run_harness(session, files, REPORTS / "harness", pythons)
 
 
@@ -324,8 +327,9 @@ def run_harness(
 ) -> None:
     """`python -m conformance.harness FILE` for each declaration file, its records and report in `reports/<stem>`."""
     for path in files:
-        # a private KERAS_HOME, as in the test sessions: the user's keras.json never leaks in
-        out = str(reports / Path(path).stem)
+        # a private KERAS_HOME, as in the test sessions: the user's keras.json never leaks in; a subject's folder
+        # (conformance/subjects/hyperzzw/subjects.py) names its report by the folder
+        out = str(reports / (Path(path).parent.name if Path(path).stem == "subjects" else Path(path).stem))
         session.run(
             "python",
             "-m",

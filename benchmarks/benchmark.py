@@ -284,9 +284,9 @@ def runners(be, setup, mode: str) -> dict[str, Callable[[], Any]]:
 
 def check(be, setup, mode: str, results: dict[str, Any]) -> str:
     """Each implementation's output (or its three gradients) against a float64 reference on the values the
-    backend holds, within the suite's derived bound gamma(n + 2) * M (`conformance.tolerance`, with BLAS
-    sums: these shapes are too large to sum in a fixed order; nothing here is stored)."""
-    from conformance import oracle, tolerance
+    backend holds, within the suite's derived bound gamma(n + 2) * M (`conformance.subjects.hyperzzw.tolerance`,
+    with BLAS sums: these shapes are too large to sum in a fixed order; nothing here is stored)."""
+    from conformance.subjects.hyperzzw import oracle, tolerance
 
     dt = setup.compute_dtype
     x, c, k = (oracle.round_to(be.to_numpy(v), dt) for v in (setup.x, setup.context, setup.kernel))
@@ -705,7 +705,7 @@ def main(argv=None) -> int:
     global tm
     from benchmarks import timing as tm
     from conformance import backend as be
-    from conformance import target
+    from conformance.subjects.hyperzzw import target
 
     if args.threads is not None:
         tm.set_threads(args.threads)

@@ -1,7 +1,6 @@
-"""The hyperzzw conformance suite, and the single home of what defines conformance.
-
-Tests and scripts import the definitions from here: the golden case catalogue (`cases`), the float64 NumPy
-oracle (`oracle`), the tolerance policy (`tolerance`), the bad-input catalogue (`bad_inputs`), the hypothesis
-strategies (`strategies`), fixture I/O (`golden`) and the cross-backend report (`report`). Which layer is
-checked is decided once, in `target`.
+"""hyperzzw's conformance: the cross-backend harness for any Keras layer (`conformance.harness`), what defines
+each subject's conformance (`conformance.subjects`; hyperzzw's oracle, cases, bad inputs, strategies,
+tolerances and fixture I/O in `conformance.subjects.hyperzzw`), and hyperzzw's own pytest suite and report
+(this folder's `test_*.py`, `expected`, `observed`, `report`). Which layer is checked is decided once, in
+`conformance.subjects.hyperzzw.target`.
 """

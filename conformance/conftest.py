@@ -8,7 +8,8 @@ import os
 import pytest
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 
-from conformance import observed, target
+from conformance import observed
+from conformance.subjects.hyperzzw import target
 
 # Keras, the backend and the layer under test are imported where they are used, not here. Under pytest-xdist
 # the controller runs no test: importing them there cost 4-8 s per session (measured: `import keras` takes
@@ -48,7 +49,7 @@ settings.load_profile(PROFILE)
 def pytest_sessionstart(session):
     """A missing, unreadable or stale manifest makes every golden test meaningless: say so once, with the
     fix, and stop, instead of failing each of a few hundred tests with the same message."""
-    from conformance import golden
+    from conformance.subjects.hyperzzw import golden
 
     path = os.environ.get(observed.ENV_VAR)
     if path and not hasattr(session.config, "workerinput"):
@@ -200,7 +201,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session")
 def golden_manifest():
     """The golden manifest (`pytest_sessionstart` has checked it is readable and matches the catalogue)."""
-    from conformance import golden
+    from conformance.subjects.hyperzzw import golden
 
     return golden.read_manifest()
 

@@ -102,7 +102,7 @@ def differentiable_args(case) -> list[int]:
 def run_jax() -> None:
     from keras import distribution as kd
 
-    from conformance import cases
+    from conformance.subjects.hyperzzw import cases
 
     devices = kd.list_devices("cpu")
     mesh = kd.DeviceMesh((2, 2), ("batch", "model"), devices[:4])
@@ -148,7 +148,8 @@ def run_jax() -> None:
 def _jax_case(config, case, distribution):
     from keras import distribution as kd
 
-    from conformance import backend, golden, runner
+    from conformance import backend, runner
+    from conformance.subjects.hyperzzw import golden
 
     data = golden.load_case(case)
     model, layer = runner.functional_model(case)
@@ -177,7 +178,8 @@ def _output_and_gradients(config, case, layer, args, g, compiled=True):
 
 
 def _training(config, jit_compile=True):
-    from conformance import golden, runner
+    from conformance import runner
+    from conformance.subjects.hyperzzw import golden
 
     model, layer, head = runner.training_model()
     runner.compile_for_training(model, jit_compile)
@@ -192,7 +194,8 @@ def _save_load(config, scope, describe):
     distribution: the weights come back bit for bit, and the loaded model computes the golden output."""
     import keras
 
-    from conformance import cases, golden, runner
+    from conformance import runner
+    from conformance.subjects.hyperzzw import cases, golden
 
     case = cases.by_id("rank2-float32")
     data = golden.load_case(case)
@@ -216,7 +219,8 @@ def _save_load(config, scope, describe):
 
 
 def _uneven_predict(config):
-    from conformance import cases, golden, runner
+    from conformance import runner
+    from conformance.subjects.hyperzzw import cases, golden
 
     case = cases.by_id("batch-large")  # 256 rows; batches of 255 leave a last batch of 1 row
     data = golden.load_case(case)
@@ -232,7 +236,8 @@ def _keras_model_parallel() -> None:
     import keras
     from keras import distribution as kd
 
-    from conformance import cases, golden, runner
+    from conformance import runner
+    from conformance.subjects.hyperzzw import cases, golden
 
     devices = kd.list_devices("cpu")
     layout_map = kd.LayoutMap(kd.DeviceMesh((1, DEVICES), ("batch", "model"), devices[:DEVICES]))
@@ -266,7 +271,7 @@ def run_tensorflow() -> None:
     # Before anything initialises TensorFlow's devices: one physical CPU as 2 logical ones.
     (cpu,) = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * DEVICES)
-    from conformance import cases
+    from conformance.subjects.hyperzzw import cases
 
     strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(DEVICES)])
     attempt("keras_model_parallel/rank2-float32", _keras_model_parallel)
@@ -291,7 +296,8 @@ def run_tensorflow() -> None:
 def _tf_case(config, case, strategy):
     import tensorflow as tf
 
-    from conformance import backend, golden, runner
+    from conformance import backend, runner
+    from conformance.subjects.hyperzzw import golden
 
     data = golden.load_case(case)
     model, layer = runner.functional_model(case)
@@ -339,7 +345,8 @@ def _tf_case(config, case, strategy):
 def run_torch() -> None:
     import torch.multiprocessing as mp
 
-    from conformance import cases, golden, runner
+    from conformance import runner
+    from conformance.subjects.hyperzzw import cases, golden
 
     # One device: the same quantities in this process, for the bitwise comparison.
     for case in cases.CASES:
@@ -372,7 +379,8 @@ def run_torch() -> None:
 
 
 def _torch_single_case(case):
-    from conformance import backend, golden, runner
+    from conformance import backend, runner
+    from conformance.subjects.hyperzzw import golden
 
     data = golden.load_case(case)
     model, layer = runner.functional_model(case)
@@ -434,7 +442,8 @@ def _torch_rank_work(rank: int, folder: str) -> None:
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from conformance import backend, cases, golden, runner
+    from conformance import backend, runner
+    from conformance.subjects.hyperzzw import cases, golden
 
     def ddp_case(case, rows):
         data = golden.load_case(case)
@@ -489,7 +498,8 @@ def _torch_training(rank: int) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from conformance import backend, cases, golden, runner
+    from conformance import backend, runner
+    from conformance.subjects.hyperzzw import cases, golden
 
     t = cases.TRAINING
     data = golden.load_npz("training.npz")

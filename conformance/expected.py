@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from conformance import bad_inputs, cases, golden, tolerance
+from conformance.subjects.hyperzzw import bad_inputs, cases, golden, tolerance
 
 COMPILED_MODE = "jit"
 OUTPUT_MODES = ("eager", COMPILED_MODE)
@@ -93,7 +93,7 @@ class Numeric:
 
 @dataclasses.dataclass(frozen=True)
 class ErrorCheck:
-    """One bad-input entry in one mode: the (type, message) it raises, compared with `golden/errors.json`."""
+    """One bad-input entry in one mode: the (type, message) it raises, compared with `golden/hyperzzw/errors.json`."""
 
     case: str
     mode: str

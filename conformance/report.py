@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance import expected, golden, observed, tolerance
+from conformance import expected, observed
+from conformance.subjects.hyperzzw import golden, tolerance
 
 BACKENDS = ("jax", "torch", "tensorflow")
 # The sessions beside the test sessions that record how they ended (`reports/session-<kind>-<backend>.json`).

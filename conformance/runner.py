@@ -13,7 +13,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from conformance import backend, cases, target
+from conformance import backend
+from conformance.subjects.hyperzzw import cases, target
 
 
 @functools.cache

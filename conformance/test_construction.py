@@ -6,8 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from conformance import backend, strategies
-from conformance.target import HyperZZWOperator
+from conformance import backend
+from conformance.subjects.hyperzzw import strategies
+from conformance.subjects.hyperzzw.target import HyperZZWOperator
 
 
 def test_defaults():

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import assertions, backend, cases, distributed, golden, tolerance
+from conformance import assertions, backend, distributed
+from conformance.subjects.hyperzzw import cases, golden, tolerance
 
 ROOT = Path(__file__).resolve().parent.parent
 

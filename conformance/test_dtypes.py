@@ -6,8 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from conformance import assertions, backend, cases, oracle, tolerance
-from conformance.target import HyperZZWOperator
+from conformance import assertions, backend
+from conformance.subjects.hyperzzw import cases, oracle, tolerance
+from conformance.subjects.hyperzzw.target import HyperZZWOperator
 
 POLICIES = cases.POLICIES  # policy -> (compute dtype, variable dtype)
 INPUT_DTYPES = ["float16", "bfloat16", "float32", "float64", "int32", "int64", "bool"]

@@ -6,14 +6,15 @@ import builtins
 
 import pytest
 
-from conformance import assertions, bad_inputs, expected, target
+from conformance import assertions, expected
+from conformance.subjects.hyperzzw import bad_inputs, target
 
 PAIRS = [(case, mode) for case in bad_inputs.CATALOGUE for mode in case.modes]
 
 
 @pytest.fixture(scope="module")
 def expected_errors(golden_manifest):
-    from conformance import golden
+    from conformance.subjects.hyperzzw import golden
 
     return golden.load_errors(golden_manifest)
 

@@ -3,7 +3,8 @@ hypernetwork example, run on the current backend with only the import line chang
 
 Each file in `seed_examples/` (see its README) is run as a script in a fresh namespace; the test then checks
 what it printed and what it left behind. The examples import `from hyperzzw import HyperZZWOperator`; while one
-runs, `hyperzzw` resolves to the layer under test (`conformance.target`), so a vendored copy is checked too.
+runs, `hyperzzw` resolves to the layer under test (`conformance.subjects.hyperzzw.target`), so a vendored copy
+is checked too.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import keras
 import numpy as np
 import pytest
 
-from conformance import assertions, backend, oracle, target, tolerance
+from conformance import assertions, backend
+from conformance.subjects.hyperzzw import oracle, target, tolerance
 
 EXAMPLES = Path(__file__).resolve().parent / "seed_examples"
 

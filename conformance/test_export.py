@@ -23,7 +23,8 @@ import keras
 import numpy as np
 import pytest
 
-from conformance import assertions, backend, cases, golden, runner, tolerance
+from conformance import assertions, backend, runner
+from conformance.subjects.hyperzzw import cases, golden, tolerance
 
 FORMATS = {
     "jax": ("tf_saved_model", "onnx", "openvino"),

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import cases, golden
+from conformance.subjects.hyperzzw import cases, golden
 
 _spec = importlib.util.spec_from_file_location(
     "regenerate_golden", Path(__file__).resolve().parents[1] / "scripts" / "regenerate_golden.py"
@@ -66,14 +66,14 @@ def test_a_corrupted_file_is_named_with_the_fix(golden_copy):
     path = golden_copy / "cases" / "rank2-float32.npz"
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(
-        golden.GoldenError, match=r"rank2-float32\.npz is damaged: checksum mismatch.*git checkout -- golden/"
+        golden.GoldenError, match=r"rank2-float32\.npz is damaged: checksum mismatch.*git checkout -- golden/hyperzzw/"
     ):
         golden.load_case(cases.by_id("rank2-float32"))
 
 
 def test_a_missing_file_is_named_with_the_fix(golden_copy):
     (golden_copy / "errors.json").unlink()
-    with pytest.raises(golden.GoldenError, match=r"errors\.json is damaged: missing.*git checkout -- golden/"):
+    with pytest.raises(golden.GoldenError, match=r"errors\.json is damaged: missing.*git checkout -- golden/hyperzzw/"):
         golden.load_errors()
 
 
@@ -119,7 +119,7 @@ def _check_output(capsys) -> tuple[int, str]:
 
 
 def test_the_check_tells_damaged_from_stale(golden_copy, capsys):
-    assert _check_output(capsys) == (0, "golden/ is current: 40 cases, 0 KiB of oracle data\n")
+    assert _check_output(capsys) == (0, "golden/hyperzzw/ is current: 40 cases, 0 KiB of oracle data\n")
     # stale: the data changed but the manifest's checksum was updated with it (an intact, outdated file)
     case = cases.by_id("rank2-float32")
     arrays = golden.compute_case(case)
@@ -130,19 +130,23 @@ def test_the_check_tells_damaged_from_stale(golden_copy, capsys):
     stored["sha256"][f"cases/{case.id}.npz"] = golden.sha256(data)
     (golden_copy / "manifest.json").write_text(json.dumps(stored))
     status, out = _check_output(capsys)
-    assert status == 1 and out.startswith("golden/ is stale") and "regenerate with: nox -t golden" in out
+    assert status == 1 and out.startswith("golden/hyperzzw/ is stale") and "regenerate with: nox -t golden" in out
     assert "changed  cases/rank2-float32.npz: output: 512 values differ" in out and "damaged" not in out
     # damaged: bytes that do not match the manifest
     (golden_copy / "errors.json").write_text("{}")
     status, out = _check_output(capsys)
-    assert status == 1 and out.startswith("golden/ is damaged") and out.rstrip().endswith("git checkout -- golden/")
+    assert (
+        status == 1
+        and out.startswith("golden/hyperzzw/ is damaged")
+        and out.rstrip().endswith("git checkout -- golden/hyperzzw/")
+    )
     assert "errors.json is damaged: checksum mismatch" in out and "stale" not in out
 
 
 @pytest.mark.parametrize("text", ["{not json", "[]", ""])
 def test_an_unreadable_manifest_is_damaged(golden_copy, text):
     (golden_copy / "manifest.json").write_text(text)
-    with pytest.raises(golden.GoldenError, match=r"manifest\.json is damaged: .*git checkout -- golden/"):
+    with pytest.raises(golden.GoldenError, match=r"manifest\.json is damaged: .*git checkout -- golden/hyperzzw/"):
         golden.read_manifest()
 
 

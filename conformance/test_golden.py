@@ -8,7 +8,8 @@ import types
 import numpy as np
 import pytest
 
-from conformance import assertions, backend, cases, expected, golden, runner, tolerance
+from conformance import assertions, backend, expected, runner
+from conformance.subjects.hyperzzw import cases, golden, tolerance
 
 COMPILER_NAME, _ = backend.COMPILERS["jit"]
 
@@ -106,4 +107,4 @@ def test_a_broken_manifest_stops_the_session_with_one_message(tmp_path, monkeypa
         conftest.pytest_sessionstart(session)
     assert info.value.returncode == pytest.ExitCode.USAGE_ERROR
     assert str(info.value.msg).startswith(f"golden fixture {broken / 'manifest.json'} is damaged: not valid JSON")
-    assert "git checkout -- golden/" in info.value.msg
+    assert "git checkout -- golden/hyperzzw/" in info.value.msg

@@ -15,8 +15,9 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from keras import ops
 
-from conformance import assertions, backend, cases, expected, golden, oracle, strategies, tolerance, upstream
-from conformance.target import HyperZZWOperator
+from conformance import assertions, backend, expected, upstream
+from conformance.subjects.hyperzzw import cases, golden, oracle, strategies, tolerance
+from conformance.subjects.hyperzzw.target import HyperZZWOperator
 
 # Known gap, Keras's: from the Keras 3.16 nightly builds on, RNN layers set `supports_masking = False`
 # (keras/src/layers/rnn/rnn.py), so Keras warns that an LSTM "does not support masking and will therefore destroy

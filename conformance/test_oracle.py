@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance import cases, golden, oracle
+from conformance.subjects.hyperzzw import cases, golden, oracle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -228,7 +228,7 @@ _DIGEST = """
 import hashlib, json, sys
 import numpy as np
 sys.path.insert(0, {root!r})
-from conformance import golden
+from conformance.subjects.hyperzzw import golden
 files, manifest = golden.build()
 h = hashlib.sha256()
 for path in sorted(files):

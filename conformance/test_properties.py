@@ -15,8 +15,9 @@ import pytest
 from hypothesis import assume, event, example, given, note, settings
 from hypothesis import strategies as st
 
-from conformance import assertions, backend, oracle, runner, strategies, tolerance
-from conformance.target import HyperZZWOperator
+from conformance import assertions, backend, runner
+from conformance.subjects.hyperzzw import oracle, strategies, tolerance
+from conformance.subjects.hyperzzw.target import HyperZZWOperator
 
 
 def test_the_hypothesis_profile_is_the_one_asked_for():

@@ -12,7 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from conformance import cases, expected, golden, observed, report, upstream
+from conformance import expected, observed, report, upstream
+from conformance.subjects.hyperzzw import cases, golden
 
 LAYER = {"path": "/src/hyperzzw/layer.py", "sha256": "ab" * 32}
 WORKERS = ("gw0", "gw1")

@@ -12,8 +12,9 @@ import keras
 import numpy as np
 import pytest
 
-from conformance import assertions, backend, cases, expected, golden, tolerance, upstream
-from conformance.target import HyperZZWOperator
+from conformance import assertions, backend, expected, upstream
+from conformance.subjects.hyperzzw import cases, golden, tolerance
+from conformance.subjects.hyperzzw.target import HyperZZWOperator
 
 FULL_KWARGS = dict(
     input_dim=6,

@@ -6,8 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from conformance import assertions, backend, oracle, tolerance
-from conformance.target import HyperZZWOperator
+from conformance import assertions, backend
+from conformance.subjects.hyperzzw import oracle, tolerance
+from conformance.subjects.hyperzzw.target import HyperZZWOperator
 
 # (x shape, context shape, output shape): the broadcast rule, case by case.
 SHAPES = [

@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance import assertions, backend, cases, golden, oracle, tolerance
-from conformance.target import HyperZZWOperator
+from conformance import assertions, backend
+from conformance.subjects.hyperzzw import cases, golden, oracle, tolerance
+from conformance.subjects.hyperzzw.target import HyperZZWOperator
 
 # (x shape, context shape, golden case): a string is an unknown dim (the same string, the same size).
 TRACED = [

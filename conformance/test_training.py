@@ -13,7 +13,8 @@ from __future__ import annotations
 import keras
 import pytest
 
-from conformance import assertions, backend, cases, expected, golden, runner
+from conformance import assertions, backend, expected, runner
+from conformance.subjects.hyperzzw import cases, golden
 
 
 def _mode(jit_compile: bool) -> str:

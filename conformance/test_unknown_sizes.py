@@ -11,8 +11,9 @@ import numpy as np
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
-from conformance import assertions, backend, oracle, strategies, tolerance
-from conformance.target import HyperZZWOperator
+from conformance import assertions, backend
+from conformance.subjects.hyperzzw import oracle, strategies, tolerance
+from conformance.subjects.hyperzzw.target import HyperZZWOperator
 
 
 def _specs(x_shape, context_shape):

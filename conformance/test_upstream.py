@@ -25,7 +25,7 @@ def test_keras_op_dtype_is_the_one_the_layer_relies_on(probe_id, observer):
 def test_the_layer_works_around_each_deviation_it_meets():
     """Where `multiply` computes float64 in float32 (a known deviation), the layer takes its einsum path; where
     it does not, it multiplies: the layer's probe and the canary table agree."""
-    from conformance.target import HyperZZWOperator
+    from conformance.subjects.hyperzzw.target import HyperZZWOperator
 
     layer = HyperZZWOperator(3, dtype="float64")
     layer.build([(2, 3), (2, 4)])

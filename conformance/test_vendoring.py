@@ -4,8 +4,8 @@ such copies.
 The copies are imported in subprocesses where the installed ``hyperzzw`` package is blocked (it is installed
 editable, so a plain subprocess could still import it), with the same backend environment as this run. Two
 subprocesses in all, run concurrently: one for the copy inside a package (``mypkg/_vendor/hyperzzw.py``),
-which also points `conformance.target` at it through ``HYPERZZW_TARGET``; one for the copy imported alone as a
-top-level module. Everything else (the header, `check`, the CLI) needs no keras and runs quickly.
+which also points `conformance.subjects.hyperzzw.target` at it through ``HYPERZZW_TARGET``; one for the copy
+imported alone as a top-level module. Everything else (the header, `check`, the CLI) needs no keras and runs quickly.
 """
 
 from __future__ import annotations
@@ -126,15 +126,15 @@ def roundtrip():
 def target():
     assert os.environ.get("HYPERZZW_TARGET") == config["file"], os.environ.get("HYPERZZW_TARGET")
     sys.path.insert(0, config["repo"])
-    from conformance import target
+    from conformance.subjects.hyperzzw import target
 
     assert Path(target.ORIGIN).resolve() == Path(config["file"]).resolve(), target.ORIGIN
     assert target.HyperZZWOperator.__module__ == "_hyperzzw_target", target.HyperZZWOperator.__module__
-    assert sys.modules["hyperzzw"] is None, "conformance.target imported the installed package"
+    assert sys.modules["hyperzzw"] is None, "conformance.subjects.hyperzzw.target imported the installed package"
     layer = target.HyperZZWOperator(input_dim=3, kernel_initializer="ones")
     y = keras.ops.convert_to_numpy(layer([keras.ops.ones((2, 3)), keras.ops.ones((2, 4))]))
     np.testing.assert_array_equal(y, np.full((2, 3), 4.0))
-    return f"conformance.target.ORIGIN = {target.ORIGIN}"
+    return f"conformance.subjects.hyperzzw.target.ORIGIN = {target.ORIGIN}"
 
 
 run("import", import_copy)
@@ -465,7 +465,7 @@ def test_target_copy_is_unmodified():
     Staleness (a copy of another release than this checkout's) is not checked here: the suite's results say
     whether the copy conforms; `python scripts/vendor.py --check PATH` reports staleness.
     """
-    from conformance import target
+    from conformance.subjects.hyperzzw import target
 
     origin = Path(target.ORIGIN)
     if not origin.is_file() or not origin.read_bytes().startswith(vendoring.BEGIN.encode()):

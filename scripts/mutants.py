@@ -3,9 +3,9 @@
 
     KERAS_BACKEND=jax python scripts/mutants.py [--only NAME] [-- pytest args]
 
-For each mutant in conformance/mutants.py: write the mutated layer file to a temporary folder, run pytest
-against it (HYPERZZW_TARGET points the suite at it; -x stops at the first failure), and record which test
-caught it. Exits 1 if any mutant survives. Run it per backend (`nox -t mutants`).
+For each mutant in conformance/subjects/hyperzzw/mutants.py: write the mutated layer file to a temporary
+folder, run pytest against it (HYPERZZW_TARGET points the suite at it; -x stops at the first failure), and
+record which test caught it. Exits 1 if any mutant survives. Run it per backend (`nox -t mutants`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from conformance import mutants  # noqa: E402
+from conformance.subjects.hyperzzw import mutants  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

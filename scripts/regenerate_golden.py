@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Regenerate the golden fixtures in golden/ from the float64 oracle, or --check that they are current.
+"""Regenerate the golden fixtures in golden/hyperzzw/ from the float64 oracle, or --check that they are current.
 
-    python scripts/regenerate_golden.py           # rewrite golden/, print what changed
-    python scripts/regenerate_golden.py --check   # regenerate in memory; exit 1 if golden/ differs
+    python scripts/regenerate_golden.py           # rewrite golden/hyperzzw/, print what changed
+    python scripts/regenerate_golden.py --check   # regenerate in memory; exit 1 if golden/hyperzzw/ differs
 
 Run through nox (`nox -t golden`) it runs once per backend; each run also saves that backend's `.keras`
-file (golden/keras/saved-<backend>.keras). The oracle data are identical whichever backend runs it.
+file (golden/hyperzzw/keras/saved-<backend>.keras). The oracle data are identical whichever backend runs it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conformance import golden  # noqa: E402
+from conformance.subjects.hyperzzw import golden  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     print(*(changes or ["no changes to the oracle data"]), sep="\n")
     print(f"wrote {len(files)} files ({size / 1024:.0f} KiB) for {len(manifest['cases'])} cases")
     if not args.no_keras and "KERAS_BACKEND" in os.environ:
-        from conformance import backend, target
+        from conformance import backend
+        from conformance.subjects.hyperzzw import target
 
         path = golden.keras_path(backend.NAME)
         if golden.record_keras_file(path, golden.keras_model_bytes(target.HyperZZWOperator)):
@@ -52,21 +53,21 @@ def check(files: dict[str, bytes], manifest: dict, size: int) -> int:
     """Prints where golden/ stands (`golden.status`: damaged, stale or current) and the fix; 1 unless current."""
     state, problems = golden.status(files, manifest)
     if state == "damaged":
-        print("golden/ is damaged (its files are not the committed ones):", *problems, sep="\n  ")
+        print("golden/hyperzzw/ is damaged (its files are not the committed ones):", *problems, sep="\n  ")
         print(f"Restore it with: {golden.RESTORE}")
         return 1
     if state == "stale":
         print(
-            "golden/ is stale (intact, but not what the oracle and the case catalogue give today):",
+            "golden/hyperzzw/ is stale (intact, but not what the oracle and the case catalogue give today):",
             *problems,
             sep="\n  ",
         )
         print(
             f"If you changed the oracle or the catalogue on purpose, regenerate with: {golden.REGENERATE},"
-            " review the drift above and commit golden/. Otherwise restore it with: " + golden.RESTORE
+            " review the drift above and commit golden/hyperzzw/. Otherwise restore it with: " + golden.RESTORE
         )
         return 1
-    print(f"golden/ is current: {len(manifest['cases'])} cases, {size / 1024:.0f} KiB of oracle data")
+    print(f"golden/hyperzzw/ is current: {len(manifest['cases'])} cases, {size / 1024:.0f} KiB of oracle data")
     return 0
 
 

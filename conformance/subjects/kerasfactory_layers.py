@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from conformance.harness import BACKENDS, Divergence, Input, Subject, Tolerance
-from conformance.subjects.hyperzzw import (
+from conformance.subjects.hyperzzw.subjects import (
     hyperzzw_bad_inputs,
     hyperzzw_gradient_oracle,
     hyperzzw_mask_oracle,

@@ -32,7 +32,7 @@ import hashlib
 import keras
 import numpy as np
 
-from conformance.target import HyperZZWOperator
+from conformance.subjects.hyperzzw.target import HyperZZWOperator
 
 # ---------------------------------------------------------------------------------------------------------
 # The dataset, as the source generates it.

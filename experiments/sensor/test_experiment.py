@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from conformance import target
+from conformance.subjects.hyperzzw import target
 from experiments.sensor import __main__ as cli
 from experiments.sensor import experiment as sensor
 

@@ -11,7 +11,7 @@ the exact message, and every backend must raise exactly that pair, in every mode
 
 Messages from Keras itself (unknown keyword arguments, unknown initializer names, non-tensor positional
 arguments) are Keras's text; they are listed because users meet them through this layer and they must be
-the same on every backend too. `golden/errors.json` is written from this catalogue by the generator; the
+the same on every backend too. `golden/hyperzzw/errors.json` is written from this catalogue by the generator; the
 fixture-staleness test keeps the two in step.
 """
 
@@ -268,7 +268,7 @@ _ids_unique()
 
 
 def expected_pairs() -> dict[str, list]:
-    """`{"<id>/<mode>": [error type, message]}` for every entry and mode: what golden/errors.json stores."""
+    """`{"<id>/<mode>": [error type, message]}` for every entry and mode: what golden/hyperzzw/errors.json stores."""
     return {f"{case.id}/{mode}": [case.error, case.message] for case in CATALOGUE for mode in case.modes}
 
 

@@ -7,8 +7,8 @@ floating dtype with unit roundoff `u = eps / 2`, in any order, the classical bou
     |computed - exact| <= gamma(n) * sum |terms|,     gamma(n) = n u / (1 - n u)
 
 (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., section 3.1). The final multiply adds
-one more `u`, and the stored expected value one more: it is the exact value (`conformance.oracle`, rational
-arithmetic) rounded once to the dtype, so it is within `u * |exact|` of it, on every machine. So an entry
+one more `u`, and the stored expected value one more: it is the exact value (`oracle`, rational arithmetic)
+rounded once to the dtype, so it is within `u * |exact|` of it, on every machine. So an entry
 computed with reduction length `n` whose terms have absolute sum `M` may differ from the stored expected
 value by at most
 
@@ -46,7 +46,7 @@ import math
 
 import numpy as np
 
-from conformance import oracle
+from conformance.subjects.hyperzzw import oracle
 
 # eps: the distance from 1.0 to the next larger value of each dtype (2 ** -mantissa_bits).
 EPS = {name: 2.0**-mantissa for name, (mantissa, _, _) in oracle.FORMATS.items()}
@@ -143,7 +143,7 @@ def magnitude_forward(x, context, kernel, sums=FIXED_ORDER) -> np.ndarray:
 
 
 def magnitude_gradients(x, context, kernel, cotangent, sums=FIXED_ORDER) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Upper bounds of the gradient formulas (`conformance.oracle.gradient_formulas`) on absolute values."""
+    """Upper bounds of the gradient formulas (`oracle.gradient_formulas`) on absolute values."""
     x, context, kernel, g = (np.abs(np.asarray(a, dtype=np.float64)) for a in (x, context, kernel, cotangent))
     inflate = _inflate(reduction_lengths(x.shape, context.shape, kernel.shape))
     with np.errstate(all="ignore"):

@@ -1,38 +1,37 @@
 """HyperZZWOperator as a harness subject, declared through the same public API as any user's layer: its exact
-oracles of the output, the gradients and the mask (`conformance.oracle`), tolerances derived from its reduction
-length, and its bad-input catalogue (`conformance.bad_inputs`), each entry with the exact text every backend
-must raise.
+oracles of the output, the gradients and the mask (`oracle`), tolerances derived from its reduction length, and
+its bad-input catalogue (`bad_inputs`), each entry with the exact text every backend must raise.
 
-    python -m conformance.harness conformance/subjects/hyperzzw.py      # or: nox -s harness
+    python -m conformance.harness conformance/subjects/hyperzzw/subjects.py      # or: nox -s harness
 """
 
 from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from conformance import bad_inputs, oracle, strategies
 from conformance.harness import BadInput, Input, Subject, Tolerance
+from conformance.subjects.hyperzzw import bad_inputs, oracle, strategies
 
 
 def _layer(**kwargs):
-    from conformance import target  # the layer under test: hyperzzw, or HYPERZZW_TARGET's copy
+    from conformance.subjects.hyperzzw import target  # the layer under test: hyperzzw, or HYPERZZW_TARGET's copy
 
     return target.HyperZZWOperator(**kwargs)
 
 
 def hyperzzw_oracle(weights, x, context):
-    """The exact output (conformance.oracle), rounded once to float64."""
+    """The exact output (`oracle.forward`), rounded once to float64."""
     return oracle.forward(x, context, weights["hyper_kernel"])
 
 
 def hyperzzw_gradient_oracle(weights, cotangent, x, context):
-    """The exact gradients of `sum(cotangent * output)` (conformance.oracle), each rounded once to float64."""
+    """The exact gradients of `sum(cotangent * output)` (`oracle.gradients`), each rounded once to float64."""
     dx, dcontext, dkernel = oracle.gradients(x, context, weights["hyper_kernel"], cotangent)
     return {"hyper_kernel": dkernel, "input0": dx, "input1": dcontext}
 
 
 def hyperzzw_mask_oracle(masks, x, context):
-    """The output mask the contract states (conformance.oracle.output_mask)."""
+    """The output mask the contract states (conformance.subjects.hyperzzw.oracle.output_mask)."""
     return oracle.output_mask(masks[0], masks[1], x.shape, context.shape)
 
 

@@ -229,8 +229,8 @@ class Exact:
 # --- the formulas, once, for any array type ------------------------------------------------------------------
 #
 # Written against a small interface (`*`, `.shape`, `.reshape`, `.transpose()`, and the two functions passed
-# in) so that the exact oracle here (`Exact`) and the tolerance magnitudes (`conformance.tolerance`, float64
-# in a fixed summation order) evaluate the very same formula.
+# in) so that the exact oracle here (`Exact`) and the tolerance magnitudes (`tolerance`, float64 in a fixed
+# summation order) evaluate the very same formula.
 
 
 def output_shape(x_shape, context_shape) -> tuple:

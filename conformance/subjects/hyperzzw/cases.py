@@ -17,8 +17,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from conformance import oracle
 from conformance.harness import declaration as harness_declaration
+from conformance.subjects.hyperzzw import oracle
 
 SEED = 20261122
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import event
 from hypothesis import strategies as st
 
-from conformance import cases, oracle
+from conformance.subjects.hyperzzw import cases, oracle
 
 dtypes = st.sampled_from(cases.FLOAT_DTYPES)
 dims = st.integers(1, 8)

@@ -1,6 +1,6 @@
 """Golden fixtures: computing them from the oracle, writing them, and reading them back verified.
 
-Layout of `golden/` (documented for readers in `golden/README.md`):
+Layout of `golden/hyperzzw/` (documented for readers in `golden/hyperzzw/README.md`):
 
 - `cases/<case id>.npz`: per case, the inputs (`x`, `context`, `kernel`, `cotangent`) and the oracle's
   exact `output`, `dx`, `dcontext`, `dkernel`, each rounded once to the case's dtype and stored in the NumPy
@@ -28,16 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance import bad_inputs, cases, oracle, tolerance
+from conformance.subjects.hyperzzw import bad_inputs, cases, oracle, tolerance
 
-# HYPERZZW_GOLDEN points the suite at another copy of golden/ (the suite's own tests use it on damaged copies).
-ROOT = Path(os.environ.get("HYPERZZW_GOLDEN") or Path(__file__).resolve().parents[1] / "golden")
+# HYPERZZW_GOLDEN points the suite at another copy of golden/hyperzzw/ (the suite's own tests use it on damaged copies).
+ROOT = Path(os.environ.get("HYPERZZW_GOLDEN") or Path(__file__).resolve().parents[3] / "golden" / "hyperzzw")
 MANIFEST = ROOT / "manifest.json"
 REGENERATE = "nox -t golden  (or: python scripts/regenerate_golden.py, with a Keras backend installed)"
 QUANTITIES = ("output", "dx", "dcontext", "dkernel")
 
 
-RESTORE = "git checkout -- golden/"
+RESTORE = "git checkout -- golden/hyperzzw/"
 
 
 class GoldenError(Exception):
@@ -46,7 +46,7 @@ class GoldenError(Exception):
 
 
 def _damaged(path: Path | str, what: str) -> GoldenError:
-    """A file whose bytes are not the ones golden/ was written with: restore it, don't regenerate."""
+    """A file whose bytes are not the ones golden/hyperzzw/ was written with: restore it, don't regenerate."""
     return GoldenError(
         f"golden fixture {path} is damaged: {what}. Restore the committed fixtures with: {RESTORE}"
         " (regenerate only if you changed the oracle or the case catalogue on purpose)"
@@ -57,7 +57,7 @@ def _stale(path: Path | str, what: str) -> GoldenError:
     """Intact fixtures that no longer match the oracle or the catalogue: regenerate, review, commit."""
     return GoldenError(
         f"golden fixture {path} is stale: {what}. Regenerate with: {REGENERATE}, review the printed drift, "
-        "and commit golden/"
+        "and commit golden/hyperzzw/"
     )
 
 
@@ -135,7 +135,7 @@ def tolerance_summary(case: cases.Case, arrays: dict[str, np.ndarray]) -> dict:
     lengths = tolerance.reduction_lengths(x.shape, context.shape, kernel.shape)
     return {
         "rule": "atol = gamma(n + 2) * M elementwise; gamma(n) = n*u/(1-n*u), u = eps/2; M = the formula on |inputs|"
-        " (plus the underflow floor, which depends on the backend; see conformance/tolerance.py)",
+        " (plus the underflow floor, which depends on the backend; see conformance/subjects/hyperzzw/tolerance.py)",
         "unit_roundoff": tolerance.UNIT_ROUNDOFF[case.dtype],
         "n": lengths,
         "max_atol": {
@@ -167,7 +167,7 @@ def sha256(data: bytes) -> str:
 
 
 def build() -> tuple[dict[str, bytes], dict]:
-    """Everything the oracle side of `golden/` holds, in memory: `({relative path: bytes}, manifest)`."""
+    """Everything the oracle side of `golden/hyperzzw/` holds, in memory: `({relative path: bytes}, manifest)`."""
     files: dict[str, bytes] = {}
     manifest_cases = {}
     for case in cases.CASES:
@@ -185,12 +185,12 @@ def build() -> tuple[dict[str, bytes], dict]:
     files["errors.json"] = (json.dumps(bad_inputs.expected_pairs(), indent=1, sort_keys=True) + "\n").encode()
     manifest = {
         "generator": "scripts/regenerate_golden.py",
-        "oracle": "conformance.oracle: exact rational arithmetic (Python integers), each value rounded once to the"
-        " case's dtype, to nearest, ties to even; no BLAS, LAPACK or libm, so no machine or library version"
-        " changes a byte",
-        "inputs": "conformance.cases.Draws: raw PCG64 words (seed below, and a CRC-32 of the case id), integer"
-        " arithmetic, rounded once to the case's dtype",
-        "errors": "conformance.bad_inputs.CATALOGUE (the hand-written specification of every error)",
+        "oracle": "conformance.subjects.hyperzzw.oracle: exact rational arithmetic (Python integers), each value"
+        " rounded once to the case's dtype, to nearest, ties to even; no BLAS, LAPACK or libm, so no machine or"
+        " library version changes a byte",
+        "inputs": "conformance.subjects.hyperzzw.cases.Draws: raw PCG64 words (seed below, and a CRC-32 of the case"
+        " id), integer arithmetic, rounded once to the case's dtype",
+        "errors": "conformance.subjects.hyperzzw.bad_inputs.CATALOGUE (the hand-written specification of every error)",
         "seed": cases.SEED,
         "catalogue_sha256": cases.catalogue_hash(),
         "cases": manifest_cases,
@@ -199,13 +199,14 @@ def build() -> tuple[dict[str, bytes], dict]:
             "definition": cases.TRAINING.definition(),
             "rule": "per step k: from (kernels[k], ws[k]) one exact SGD step, rounded once to float32, gives"
             " losses[k], kernels[k + 1], ws[k + 1]; loss_atol, kernel_atol, w_atol bound a correct float32"
-            " step (conformance.oracle.sgd_step, conformance.tolerance.sgd_step_atols)",
+            " step (conformance.subjects.hyperzzw.oracle.sgd_step,"
+            " conformance.subjects.hyperzzw.tolerance.sgd_step_atols)",
         },
         "masks": {
             "file": "masks.npz",
             "definitions": [case.definition() for case in cases.MASK_CASES],
-            "rule": "per case: the input masks drawn from PCG64 words (conformance.cases.make_masks), and the output"
-            " mask conformance.oracle.output_mask gives; compared exactly",
+            "rule": "per case: the input masks drawn from PCG64 words (conformance.subjects.hyperzzw.cases.make_masks),"
+            " and the output mask conformance.subjects.hyperzzw.oracle.output_mask gives; compared exactly",
         },
         "sha256": {path: sha256(data) for path, data in sorted(files.items())},
     }
@@ -302,7 +303,7 @@ def verified_bytes(path: str, manifest: dict | None = None) -> bytes:
     expected = manifest["sha256"].get(path)
     full = ROOT / path
     if expected is None:
-        raise _damaged(full, "not listed in golden/manifest.json")
+        raise _damaged(full, "not listed in golden/hyperzzw/manifest.json")
     if not full.is_file():
         raise _damaged(full, "missing")
     data = full.read_bytes()
@@ -315,7 +316,10 @@ def check_catalogue(manifest: dict | None = None) -> None:
     """Fails when the case catalogue changed but the fixtures were not regenerated."""
     manifest = manifest or read_manifest()
     if manifest.get("catalogue_sha256") != cases.catalogue_hash():
-        raise _stale(MANIFEST, "the case catalogue (conformance/cases.py) changed since the fixtures were generated")
+        raise _stale(
+            MANIFEST,
+            "the case catalogue (conformance/subjects/hyperzzw/cases.py) changed since the fixtures were generated",
+        )
 
 
 def load_npz(path: str, manifest: dict | None = None) -> dict[str, np.ndarray]:
@@ -342,7 +346,7 @@ def _npz_arrays(data: bytes) -> dict[str, np.ndarray]:
 
 
 def status(files: dict[str, bytes], manifest: dict) -> tuple[str, list[str]]:
-    """Where golden/ stands against `build()`'s `files` and `manifest`: ("damaged", why) when its bytes are
+    """Where golden/hyperzzw/ stands against `build()`'s `files` and `manifest`: ("damaged", why) when its bytes are
     not the ones its manifest records (restore them), else ("stale", what changed) when it is intact but not
     what the oracle and the catalogue give today (regenerate), else ("current", []). Damaged is told apart
     from stale because the fixes differ. The one definition of the check: `regenerate_golden.py --check` and
