@@ -607,7 +607,9 @@ def render(result: dict) -> str:
         if v:
             lines.append(
                 f"{backend:<11} "
-                + ", ".join(f"{k} {v[k]}" for k in v if k in ("keras", backend, "numpy", "tensorflow-cpu"))
+                + ", ".join(
+                    f"{k} {v[k]}" for k in v if k in ("keras", backend, "numpy", "tensorflow-cpu", "tf-nightly")
+                )
             )
     for name, subject in result["subjects"].items():
         lines.append("")

@@ -545,7 +545,7 @@ def versions() -> dict:
     import keras
 
     out = {"keras": keras.__version__, "numpy": np.__version__, "python": sys.version.split()[0]}
-    for name in ("jax", "torch", "tensorflow", "tensorflow-cpu"):
+    for name in ("jax", "torch", "tensorflow", "tensorflow-cpu", "tf-nightly"):
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
