@@ -31,6 +31,19 @@ def _numeric(values, dtype):
     return {"kind": "numeric", "dtype": dtype, "shape": list(values.shape), "values": values.ravel().tolist()}
 
 
+def _raised(type_: str, message: str, origin: str = "layer", where: str = "layer.py:1") -> dict:
+    """A record's entry for a step that raised, with no Keras wrapper around the message."""
+    return {
+        "kind": "raised",
+        "type": type_,
+        "message": message,
+        "own": message,
+        "wrapper": "",
+        "origin": origin,
+        "where": where,
+    }
+
+
 def _checks(backend: str) -> dict:
     f32 = REFERENCE.astype(np.float32).astype(np.float64)
     checks = {
@@ -38,15 +51,7 @@ def _checks(backend: str) -> dict:
         "forward": _numeric(f32, "float32"),
         "compiled": _numeric(f32, "float32"),
         "policies/float64": _numeric(REFERENCE, "float64"),
-        "errors/rank-1": {
-            "kind": "raised",
-            "type": "ValueError",
-            "message": "expected rank 2. Received: (5,)",
-            "own": "expected rank 2. Received: (5,)",
-            "wrapper": "",
-            "origin": "layer",
-            "where": "layer.py:1",
-        },
+        "errors/rank-1": _raised("ValueError", "expected rank 2. Received: (5,)"),
     }
     for policy in POLICIES:
         if policy != "float64":
@@ -270,15 +275,9 @@ def test_a_step_that_raised_on_one_backend_fails_there_alone_with_its_exception(
     checks = records[("tensorflow", "record")]["subjects"]["dense"]["checks"]
     for name in ("unknown-sizes/declared", "unknown-sizes/eager-grown", "unknown-sizes/grown"):
         del checks[name]
-    checks["unknown-sizes"] = {
-        "kind": "raised",
-        "type": "UnimplementedError",
-        "message": "Broadcast between [2,1,2] and [1,2,1] is not supported yet.",
-        "own": "Broadcast between [2,1,2] and [1,2,1] is not supported yet.",
-        "wrapper": "",
-        "origin": "backend",
-        "where": "ops.py:1",
-    }
+    checks["unknown-sizes"] = _raised(
+        "UnimplementedError", "Broadcast between [2,1,2] and [1,2,1] is not supported yet.", "backend", "ops.py:1"
+    )
     result = _report(tmp_path, records)
     assert not result["ok"]
     status, notes = _cell(result, "unknown-sizes", "tensorflow")
@@ -293,15 +292,9 @@ def test_an_oracle_that_raised_fails_the_subject(tmp_path):
     for key in records:
         records[key]["subjects"]["dense"]["meta"]["has_oracle"] = True
         if key[1] == "record":
-            records[key]["subjects"]["dense"]["checks"]["oracle"] = {
-                "kind": "raised",
-                "type": "KeyError",
-                "message": "'bias'",
-                "own": "'bias'",
-                "wrapper": "",
-                "origin": "layer",
-                "where": "my_subjects.py:3",
-            }
+            records[key]["subjects"]["dense"]["checks"]["oracle"] = _raised(
+                "KeyError", "'bias'", where="my_subjects.py:3"
+            )
     result = _report(tmp_path, records)
     assert not result["ok"]
     for backend in BACKENDS:

@@ -14,13 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from conformance.harness import BACKENDS, Divergence, Input, Subject, Tolerance
-from conformance.subjects.hyperzzw.subjects import (
-    hyperzzw_bad_inputs,
-    hyperzzw_gradient_oracle,
-    hyperzzw_mask_oracle,
-    hyperzzw_oracle,
-    hyperzzw_tolerance,
-)
+from conformance.subjects.hyperzzw.subjects import contract_subject, hyperzzw_bad_inputs
 
 _MATMUL64 = (
     "keras.ops.matmul on torch computes two float64 tensors in float32: docs/findings.md#float64-matmul-on-torch"
@@ -63,16 +57,11 @@ def _moving_average(weights, x, kernel_size=3):
 
 
 SUBJECTS = [
-    # hyperzzw's contract, on KerasFactory's layer: the same inputs, oracle and error catalogue as hyperzzw's subject
-    Subject(
-        "kerasfactory-HyperZZWOperator-rank2-context",
-        layer="kerasfactory.layers:HyperZZWOperator",
-        args={"input_dim": 6},
-        inputs=[Input((4, 6)), Input((4, 3))],
-        oracle=hyperzzw_oracle,
-        gradient_oracle=hyperzzw_gradient_oracle,
-        tolerance=hyperzzw_tolerance(3),
-        bad_inputs=hyperzzw_bad_inputs(),
+    # hyperzzw's contract, on KerasFactory's layer: the same inputs, oracles and error catalogue as hyperzzw's subjects
+    contract_subject(
+        "kerasfactory-HyperZZWOperator",
+        "kerasfactory.layers:HyperZZWOperator",
+        "rank2-context",
         divergences=[Divergence(check, "torch", _MATMUL64) for check in ("policies/float64", "gradients-float64")]
         + [
             Divergence(f"errors/{bad.id}", backend, _ERRORS)
@@ -81,15 +70,10 @@ SUBJECTS = [
             for backend in BACKENDS
         ],
     ),
-    Subject(
-        "kerasfactory-HyperZZWOperator-rank3-masked",
-        layer="kerasfactory.layers:HyperZZWOperator",
-        args={"input_dim": 5},
-        inputs=[Input((2, 1, 5), mask=0.5), Input((2, 4, 3), mask=0.7)],
-        oracle=hyperzzw_oracle,
-        gradient_oracle=hyperzzw_gradient_oracle,
-        mask_oracle=hyperzzw_mask_oracle,
-        tolerance=hyperzzw_tolerance(3),
+    contract_subject(
+        "kerasfactory-HyperZZWOperator",
+        "kerasfactory.layers:HyperZZWOperator",
+        "rank3-masked",
         divergences=[Divergence(check, "torch", _MATMUL64) for check in ("policies/float64", "gradients-float64")]
         + [Divergence("mask", backend, _MASKS) for backend in BACKENDS],
     ),

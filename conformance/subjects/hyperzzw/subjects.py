@@ -82,10 +82,11 @@ def _context_dim(args) -> int:
     return args["context_dim"] or INFERRED_CONTEXT_DIM
 
 
-SUBJECTS = [
-    Subject(
-        "hyperzzw-rank2-context",
-        layer=_layer,
+# hyperzzw's contract on two configurations, for its own subjects and for another implementation of the layer
+# (KerasFactory's, `conformance/subjects/kerasfactory_layers.py`): arguments, inputs, oracles, tolerance and, for
+# the first, the whole bad-input catalogue a subject can state.
+CONTRACT = {
+    "rank2-context": dict(
         args={"input_dim": 6},
         inputs=[Input((4, 6)), Input((4, 3))],
         oracle=hyperzzw_oracle,
@@ -93,9 +94,7 @@ SUBJECTS = [
         tolerance=hyperzzw_tolerance(3),
         bad_inputs=hyperzzw_bad_inputs(),
     ),
-    Subject(
-        "hyperzzw-rank3-masked",
-        layer=_layer,
+    "rank3-masked": dict(
         args={"input_dim": 5},
         inputs=[Input((2, 1, 5), mask=0.5), Input((2, 4, 3), mask=0.7)],
         oracle=hyperzzw_oracle,
@@ -103,6 +102,18 @@ SUBJECTS = [
         mask_oracle=hyperzzw_mask_oracle,
         tolerance=hyperzzw_tolerance(3),
     ),
+}
+
+
+def contract_subject(prefix: str, layer, configuration: str, **more) -> Subject:
+    """The subject `<prefix>-<configuration>`: `layer` under hyperzzw's contract (`CONTRACT`), plus `more`
+    (known divergences, say)."""
+    return Subject(f"{prefix}-{configuration}", layer=layer, **CONTRACT[configuration], **more)
+
+
+SUBJECTS = [
+    contract_subject("hyperzzw", _layer, "rank2-context"),
+    contract_subject("hyperzzw", _layer, "rank3-masked"),
     # rank 8, the 1s alternating: seven broadcast runs, past TensorFlow's limit of five, so the layer must take
     # its einsum path, also when no size is known while tracing (the `unknown-sizes` row)
     Subject(
