@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,27 +23,20 @@ from conformance.harness import compare
 from conformance.harness.declaration import BACKENDS
 
 
-def harness_path(out: Path) -> str:
-    """A folder holding only this harness's `conformance` package (a link to it), put first on the backend
+def harness_path(folder: Path) -> str:
+    """`folder`, holding only a link to this harness's `conformance` package, to put first on the backend
     processes' PYTHONPATH: a backend's interpreter (another venv) needs keras, the backend and numpy, not the
     harness, and every backend runs the same harness as this process."""
     package = Path(__file__).resolve().parent.parent  # conformance/
-    folder = out / ".harness-path"
-    link = folder / package.name
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink() or link.exists():
-            if link.resolve() == package:
-                return str(folder)
-            link.unlink()
-        link.symlink_to(package, target_is_directory=True)
+        (folder / package.name).symlink_to(package, target_is_directory=True)
         return str(folder)
     except OSError:  # no symlinks (Windows without the privilege): the package's parent folder
         return str(package.parent)
 
 
 def run_phase(backend: str, phase: str, args, python: str) -> int:
-    path = [harness_path(args.out), os.environ.get("PYTHONPATH", "")]
+    path = [args.harness_path, os.environ.get("PYTHONPATH", "")]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(p for p in path if p),
@@ -97,9 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in [*args.out.glob("record-*.json"), *args.out.glob("load-*.json"), *args.out.glob("*/saved-*.keras")]:
         stale.unlink()  # a previous run's record must never stand in for this one's
-    for phase in ("record", "load"):
-        for backend in BACKENDS:
-            run_phase(backend, phase, args, pythons[backend])
+    with tempfile.TemporaryDirectory(prefix="conformance-harness-") as folder:
+        args.harness_path = harness_path(Path(folder))
+        for phase in ("record", "load"):
+            for backend in BACKENDS:
+                run_phase(backend, phase, args, pythons[backend])
     return report(args.out)
 
 
