@@ -291,9 +291,8 @@ class Judge:
                     top = float(np.max(values[np.isfinite(values)], initial=0.0))
                     self.family_scale[family] = max(self.family_scale.get(family, 0.0), top)
         oracle = self._oracle()
-        own64 = lambda prefix: lambda b: self.obs[b].get(prefix)  # noqa: E731
 
-        def own(check: str, label: str):  # another of the backend's own observations, named in the report
+        def own(check: str, label: str = "float64 run"):  # another of the backend's own observations, named
             return lambda b: (
                 None if self.obs[b].get(check) is None else {**self.obs[b][check], "label": f"{b}'s {label}"}
             )
@@ -322,7 +321,7 @@ class Judge:
                 self.numeric(check, own("saved/reference" + suffix, "model before saving"), self.tolerance)
             elif family in ("forward", "compiled") or check.split(".")[0] == "unknown-sizes/declared":
                 suffix = _output_suffix(check)
-                reference = oracle(suffix) or own64("policies/float64" + suffix)
+                reference = oracle(suffix) or own("policies/float64" + suffix)
                 self.numeric(check, reference, self.tolerance)
             elif check.split(".")[0] == "unknown-sizes/grown":
                 suffix = _output_suffix(check)
@@ -342,14 +341,14 @@ class Judge:
                 elif family == "gradients-float64":
                     continue  # the float32 gradients' reference (see the module docstring), not judged itself
                 else:
-                    reference = own64("gradients-float64/" + name)
+                    reference = own("gradients-float64/" + name)
                 self.numeric(check, reference, self._grad_tolerance())
             elif family == "policies":
                 policy = check.split("/")[1].split(".")[0]
                 compute = POLICIES[policy][0]
                 suffix = _output_suffix(check)
                 reference = (
-                    oracle(suffix) if policy == "float64" else oracle(suffix) or own64("policies/float64" + suffix)
+                    oracle(suffix) if policy == "float64" else oracle(suffix) or own("policies/float64" + suffix)
                 )
                 widened = Tolerance(
                     self.tolerance.reduction + 2,
@@ -364,7 +363,7 @@ class Judge:
                     continue
                 if parts[1] == "float64":
                     continue  # the float32 step's reference, not judged itself
-                reference = own64("/".join(["training", "float64", *parts[2:]]))
+                reference = own("/".join(["training", "float64", *parts[2:]]))
                 # the update w_new - w_old = -gradient / 8, and the rounding of w_new (|w_new| <= 1.5 + |update|)
                 self.numeric(check, reference, self._grad_tolerance(extra=2), floor=2 * 1.5)
             elif family == "mask":

@@ -138,14 +138,20 @@ class Run:
             return (), dict(zip(names, tensors))
         return (list(tensors),), {}
 
-    def call_kwargs(self, layer, with_masks: bool = True) -> dict:
+    def mask_argument(self, masks: list):
+        """The masks, one per input (None where an input has none), as the layer's `mask` argument takes them."""
+        return masks[0] if self.subject.convention == "single" else list(masks)
+
+    def call_kwargs(self, layer, with_masks: bool = True, masks: list | None = None) -> dict:
+        """The keyword arguments of a call: the declared ones, `training=False`, and the masks (the subject's, or
+        `masks`, NumPy arrays) when the layer's call takes them."""
+        masks = self.masks if masks is None else masks
         kwargs = dict(self.subject.call_kwargs)
         parameters = inspect.signature(layer.call).parameters
         if "training" in parameters:
             kwargs.setdefault("training", False)
-        if with_masks and "mask" in parameters and any(m is not None for m in self.masks):
-            masks = [None if m is None else self.backend.tensor(m, "bool") for m in self.masks]
-            kwargs["mask"] = masks[0] if self.subject.convention == "single" else masks
+        if with_masks and "mask" in parameters and any(m is not None for m in masks):
+            kwargs["mask"] = self.mask_argument([None if m is None else self.backend.tensor(m, "bool") for m in masks])
         return kwargs
 
     def call(self, layer, tensors):
@@ -247,7 +253,7 @@ class Run:
         kwargs = {}
         parameters = inspect.signature(oracle).parameters
         if "mask" in parameters:  # the masks passed with the call
-            kwargs["mask"] = masks[0] if self.subject.convention == "single" else list(masks)
+            kwargs["mask"] = self.mask_argument(masks)
         if "args" in parameters:  # the constructor's arguments (drawn ones, say)
             kwargs["args"] = dict(self.subject.args)
         if self.subject.convention == "keywords":
@@ -301,8 +307,9 @@ class Run:
             args, call_kwargs = self.pack(tensors)
             extra = {}
             if takes_mask:
-                masks = [given.pop(0) if i in masked else None for i in range(len(self.specs))]
-                extra["mask"] = masks[0] if self.subject.convention == "single" else masks
+                extra["mask"] = self.mask_argument(
+                    [given.pop(0) if i in masked else None for i in range(len(self.specs))]
+                )
             out, _ = layer.stateless_call(trainable, non_trainable, *args, **call_kwargs, **kwargs, **extra)
             return out
 
@@ -318,13 +325,9 @@ class Run:
             mask_tensors = [backend.tensor(masks[i], "bool") for i in masked] if takes_mask else []
             self.record_outputs(f"unknown-sizes/{name}", program(*tensors, *mask_tensors))
         # the references at the grown sizes: the eager call, and the oracle when there is one
-        tensors = [backend.tensor(a, s.dtype) for a, s in zip(grown, self.specs)]
-        args, call_kwargs = self.pack(tensors)
-        extra = {}
-        if takes_mask:
-            given = [None if m is None else backend.tensor(m, "bool") for m in grown_masks]
-            extra["mask"] = given[0] if self.subject.convention == "single" else given
-        self.record_outputs("unknown-sizes/eager-grown", layer(*args, **call_kwargs, **kwargs, **extra))
+        args, call_kwargs = self.pack([backend.tensor(a, s.dtype) for a, s in zip(grown, self.specs)])
+        eager = layer(*args, **call_kwargs, **self.call_kwargs(layer, masks=grown_masks))
+        self.record_outputs("unknown-sizes/eager-grown", eager)
         if self.subject.oracle is not None:
             self.oracle(layer, "oracle-grown", arrays=grown, masks=grown_masks)
 
@@ -386,8 +389,7 @@ class Run:
             return self.text("mask", "not applicable: the layer takes keyword inputs")
         masks = [None if m is None else self.backend.tensor(m, "bool") for m in self.masks]
         args, _ = self.pack(tensors)
-        given = masks[0] if self.subject.convention == "single" else masks
-        result = layer.compute_mask(args[0], given if any(m is not None for m in masks) else None)
+        result = layer.compute_mask(args[0], self.mask_argument(masks) if any(m is not None for m in masks) else None)
         if self.subject.mask_oracle is not None:
             extra = (
                 {"args": dict(self.subject.args)}
