@@ -325,21 +325,25 @@ def harness(session: nox.Session) -> None:
 def run_harness(
     session: nox.Session, files: list[str], reports: Path, pythons: list[str] = (), env: dict[str, str] | None = None
 ) -> None:
-    """`python -m conformance.harness FILE` for each declaration file, its records and report in `reports/<stem>`."""
+    """`python -m conformance.harness FILE` for each declaration file, its records and report in `reports/<stem>`,
+    then its self-test (`python -m conformance.harness selftest FILE`: defects planted on one backend each, which
+    the report must name there), in `reports/selftest/<stem>`."""
     for path in files:
         # a private KERAS_HOME, as in the test sessions: the user's keras.json never leaks in; a subject's folder
         # (conformance/subjects/hyperzzw/subjects.py) names its report by the folder
-        out = str(reports / (Path(path).parent.name if Path(path).stem == "subjects" else Path(path).stem))
-        session.run(
-            "python",
-            "-m",
-            "conformance.harness",
-            path,
-            "--out",
-            out,
-            *pythons,
-            env={"KERAS_HOME": session.create_tmp(), **(env or {})},
-        )
+        stem = Path(path).parent.name if Path(path).stem == "subjects" else Path(path).stem
+        for command, out in (((), reports / stem), (("selftest",), reports.parent / "selftest" / reports.name / stem)):
+            session.run(
+                "python",
+                "-m",
+                "conformance.harness",
+                *command,
+                path,
+                "--out",
+                str(out),
+                *pythons,
+                env={"KERAS_HOME": session.create_tmp(), **(env or {})},
+            )
 
 
 @nox.session(tags=["nightly"], default=False)

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from conformance.harness import compare
-from conformance.harness.declaration import BACKENDS, POLICIES, Input, Subject
+from conformance.harness import compare, declaration, record
+from conformance.harness.declaration import BACKENDS, POLICIES, SAME_ON_EVERY_BACKEND, Divergence, Input, Subject
 
 META = {
     "has_oracle": False,
@@ -74,7 +74,7 @@ def _records() -> dict:
                 "format": "conformance.harness/1",
                 "backend": backend,
                 "phase": phase,
-                "run": f"host:{backend}:{phase}",
+                "run": "one-run",
                 "declaration": {"path": "/x/subjects.py", "sha256": "ab" * 32},
                 "versions": {"keras": "3.15.1", "numpy": "2.4.6"},
                 "subjects": {"dense": {"checks": checks, "meta": copy.deepcopy(META), "seconds": 1.0}},
@@ -84,8 +84,8 @@ def _records() -> dict:
 
 
 def _report(tmp_path, records) -> dict:
-    for (backend, phase), record in records.items():
-        (tmp_path / f"{phase}-{backend}.json").write_text(json.dumps(record))
+    for (backend, phase), made in records.items():
+        (tmp_path / f"{phase}-{backend}.json").write_text(json.dumps(made))
     result = compare.build(tmp_path)
     text = compare.render(result)
     assert text.splitlines()[-1] == f"RESULT: {'PASS' if result['ok'] else 'FAIL'}"
@@ -155,15 +155,179 @@ def test_a_wrong_dtype_fails(tmp_path):
     assert _cell(result, "policies/float64", "jax")[0] == "FAIL"
 
 
-def test_an_error_text_wrapped_by_keras_is_told_apart(tmp_path):
+def test_an_error_raised_in_call_is_judged_by_the_layers_own_message(tmp_path):
+    """Keras wraps an error raised inside `call()` (its name, the call's arguments printed as each backend prints
+    tensors): the layer's own message is judged, exactly, and Keras's words are a note, never a FAIL."""
     records = _records()
     for backend, printed in (("jax", "jnp.ndarray(shape=(5,))"), ("torch", "torch.Tensor(shape=torch.Size([5]))")):
         error = records[(backend, "record")]["subjects"]["dense"]["checks"]["errors/rank-1"]
-        error["wrapper"] = f"Arguments received by Dense.call(): • inputs={printed}"
+        error["wrapper"] = (
+            f"Exception encountered when calling Dense.call(); Arguments received by Dense.call(): • inputs={printed}"
+        )
     result = _report(tmp_path, records)
-    status, notes = _cell(result, "errors/rank-1", "torch")
-    assert status == "FAIL" and any("Keras's wrapper differs" in n for n in notes), notes
-    assert any("Keras appended the call's arguments" in n for n in notes)
+    assert result["ok"], result["failing"]
+    assert result["subjects"]["dense"]["notes"]["errors"]["checks"] == ["errors/rank-1"]
+    assert "the layer's own message is what is judged" in compare.render(result)
+    same = copy.deepcopy(records)  # declared the same on every backend: the wrappers differ, the layer's text agrees
+    for key in same:
+        same[key]["subjects"]["dense"]["meta"]["bad_inputs"]["rank-1"]["message"] = SAME_ON_EVERY_BACKEND
+    assert _report(tmp_path, same)["ok"]
+    records[("torch", "record")]["subjects"]["dense"]["checks"]["errors/rank-1"]["own"] = "expected rank 2"
+    result = _report(tmp_path, records)
+    assert [b for b in BACKENDS if _cell(result, "errors/rank-1", b)[0] == "FAIL"] == ["torch"]
+    same[("torch", "record")]["subjects"]["dense"]["checks"]["errors/rank-1"]["own"] = "expected rank 2"
+    result = _report(tmp_path, same)
+    assert [b for b in BACKENDS if _cell(result, "errors/rank-1", b)[0] == "FAIL"] == ["torch"]
+
+
+def test_the_layers_own_exception_is_recorded_without_keras_s_wrapper():
+    """`describe_exception` on the exception Keras re-raises from `call()` (its text and its `__context__`, as
+    `keras.src.utils.traceback_utils` makes them): the layer's type and message, Keras's words apart."""
+    own = "Expected the last axis to be 5. Received: shape=(3, 4)"
+
+    def keras_reraise():
+        try:
+            raise ValueError(own)
+        except ValueError:
+            message = (
+                f"Exception encountered when calling Checked.call().\n\n\x1b[1m{own}\x1b[0m\n\n"
+                "Arguments received by Checked.call():\n  • x=torch.Tensor(shape=torch.Size([3, 4]), dtype=float32)"
+            )
+            new = RuntimeError(message)  # a layer's own type Keras cannot rebuild: RuntimeError carries it
+            new._keras_call_info_injected = True
+            raise new from None
+
+    with pytest.raises(RuntimeError) as info:
+        keras_reraise()
+    described = record.describe_exception(info.value)
+    assert (described["type"], described["own"], described["origin"]) == ("ValueError", own, "layer")
+    assert described["wrapper"].startswith("Exception encountered when calling Checked.call();")
+    assert "x=torch.Tensor" in described["wrapper"]
+    try:
+        raise ValueError("outer") from KeyError("the root cause")
+    except ValueError as exc:
+        assert record.describe_exception(exc)["causes"] == ["KeyError: 'the root cause'"]
+
+
+def test_a_size_the_symbolic_call_loses_fails(tmp_path):
+    """Every input size is known to `compute_output_spec`: a `None` where the eager output has a size is a size
+    lost (the layer after it cannot build), on every output, not only the first."""
+    records = _records()
+    for key in records:
+        if key[1] == "record":
+            records[key]["subjects"]["dense"]["checks"]["symbolic"] = {"kind": "text", "value": '[[[3, 4], "float32"]]'}
+    assert _report(tmp_path, records)["ok"]
+    lost = copy.deepcopy(records)
+    lost[("tensorflow", "record")]["subjects"]["dense"]["checks"]["symbolic"]["value"] = '[[[3, null], "float32"]]'
+    result = _report(tmp_path, lost)
+    status, notes = _cell(result, "symbolic", "tensorflow")
+    assert status == "FAIL" and "size lost on axis 1" in notes[0], notes
+    assert [b for b in BACKENDS if _cell(result, "symbolic", b)[0] == "FAIL"] == ["tensorflow"]
+    two = copy.deepcopy(records)  # a layer of two outputs whose second spec loses its size
+    for key in two:
+        if key[1] == "record":
+            checks = two[key]["subjects"]["dense"]["checks"]
+            checks["forward.0"], checks["forward.1"] = checks.pop("forward"), copy.deepcopy(checks["compiled"])
+            checks["compiled.0"], checks["compiled.1"] = checks.pop("compiled"), copy.deepcopy(checks["forward.0"])
+            for policy in POLICIES:
+                checks[f"policies/{policy}.0"] = checks.pop(f"policies/{policy}")
+                checks[f"policies/{policy}.1"] = copy.deepcopy(checks[f"policies/{policy}.0"])
+            checks["symbolic"]["value"] = '[[[3, 4], "float32"], [[3, null], "float32"]]'
+    result = _report(tmp_path, two)
+    assert all(_cell(result, "symbolic", b)[0] == "FAIL" for b in BACKENDS)
+    assert "output 1: symbolic shape (3, None)" in _cell(result, "symbolic", "jax")[1][0]
+
+
+def test_a_check_that_did_not_apply_is_skip_with_its_reason_never_pass(tmp_path):
+    """A layer with no single float output is not trained: `training/float32` is SKIP with the reason, and the
+    float64 step (never judged) has no row."""
+    records = _records()
+    reason = "not applicable: the layer has no single float output"
+    for key in records:
+        if key[1] == "record":
+            checks = records[key]["subjects"]["dense"]["checks"]
+            checks["training/float32"] = {"kind": "text", "value": reason}
+            checks["training/float64"] = {"kind": "text", "value": reason}
+    result = _report(tmp_path, records)
+    assert result["ok"]
+    assert all(_cell(result, "training/float32", b) == ["SKIP", [reason]] for b in BACKENDS)
+    assert "training/float64" not in result["subjects"]["dense"]["cells"]
+    records[("jax", "record")]["subjects"]["dense"]["checks"]["training/float32"] = _numeric([0.5], "float32")
+    assert not _report(tmp_path, records)["ok"]  # trained on one backend only: no agreement
+    del records[("jax", "record")]["subjects"]["dense"]["checks"]["training/float32"]
+    for key in records:  # no bad inputs declared: the errors row says so
+        records[key]["subjects"]["dense"]["meta"]["bad_inputs"] = {}
+        records[key]["subjects"]["dense"]["checks"].pop("errors/rank-1", None)
+    result = _report(tmp_path, records)
+    assert (
+        _cell(result, "errors", "torch")[0] == "SKIP"
+        and "declares no bad inputs" in _cell(result, "errors", "torch")[1][0]
+    )
+
+
+def test_a_backend_that_matches_the_mask_oracle_is_not_blamed(tmp_path):
+    """One backend returns no mask where the mask oracle and the other two have one: that backend alone fails;
+    and where the oracle says none, the one backend that returns a mask alone fails."""
+    want = np.random.default_rng(7).random((2, 4)) < 0.5
+    records = _records()
+    for key in records:
+        if key[1] == "record":
+            checks = records[key]["subjects"]["dense"]["checks"]
+            checks["oracle-mask"], checks["mask"] = _numeric(want, "bool"), _numeric(want, "bool")
+    records[("torch", "record")]["subjects"]["dense"]["checks"]["mask"] = {"kind": "text", "value": "none"}
+    result = _report(tmp_path, records)
+    assert [b for b in BACKENDS if _cell(result, "mask", b)[0] == "FAIL"] == ["torch"]
+    for key in records:
+        if key[1] == "record":
+            checks = records[key]["subjects"]["dense"]["checks"]
+            checks["oracle-mask"], checks["mask"] = {"kind": "text", "value": "none"}, {"kind": "text", "value": "none"}
+    records[("jax", "record")]["subjects"]["dense"]["checks"]["mask"] = _numeric(want, "bool")
+    for backend in ("torch", "tensorflow"):  # even when two backends share the wrong answer
+        records[(backend, "record")]["subjects"]["dense"]["checks"]["mask"] = _numeric(want, "bool")
+    result = _report(tmp_path, records)
+    assert all(_cell(result, "mask", b)[0] == "FAIL" for b in BACKENDS)
+    records[("jax", "record")]["subjects"]["dense"]["checks"]["mask"] = {"kind": "text", "value": "none"}
+    result = _report(tmp_path, records)
+    assert [b for b in BACKENDS if _cell(result, "mask", b)[0] == "FAIL"] == ["torch", "tensorflow"]
+
+
+def test_records_of_another_run_or_another_layer_source_fail(tmp_path):
+    """A CI matrix that merges artifacts of two runs, or a layer edited between two backends' runs, never
+    passes: every record of one run carries the run's id, and each the layer's source hashes."""
+    records = _records()
+    records[("torch", "load")]["run"] = "another-run"
+    result = _report(tmp_path, records)
+    assert not result["ok"] and any("different runs" in p for p in result["problems"])
+    records = _records()
+    for key in records:
+        records[key]["subjects"]["dense"]["sources"] = {"mylayers.Gated": "ab" * 32}
+    assert _report(tmp_path, records)["ok"]
+    records[("tensorflow", "record")]["subjects"]["dense"]["sources"] = {"mylayers.Gated": "cd" * 32}
+    result = _report(tmp_path, records)
+    assert not result["ok"] and any("source differs" in p for p in result["problems"])
+
+
+def test_a_record_that_could_not_load_the_declaration_says_why(tmp_path):
+    records = _records()
+    records[("torch", "record")] = {
+        "backend": "torch",
+        "phase": "record",
+        "error": "the declaration could not be loaded: ImportError: no module named mylayers",
+    }
+    result = _report(tmp_path, records)
+    assert not result["ok"] and any("no module named mylayers" in p for p in result["problems"])
+
+
+def test_each_failure_is_printed_whole_and_knock_ons_after_their_cause():
+    long = "Einstein sum subscript 'i' does not contain the correct number of indices for operand 0. " * 4
+    cells = {
+        "forward": {"jax": ["FAIL", [f"raised ValueError: {long}"]]},
+        "compiled": {"jax": ["FAIL", [f"raised ValueError: {long}"]]},
+        "weights": {"jax": ["FAIL", ["raised TypeError: the root"]]},
+    }
+    lines = compare._details(cells)
+    assert lines[0].startswith("  FAIL weights on jax") and long in lines[1]
+    assert lines[2] == "  FAIL compiled on jax: the same error as forward on jax (above)"
 
 
 def test_a_known_divergence_is_known_while_it_diverges_and_fails_when_it_stops(tmp_path):
@@ -428,3 +592,58 @@ def test_a_value_on_one_backend_and_none_on_another_fails(tmp_path):
         "value": "missing: jax saved no file",
     }
     assert _cell(_report(tmp_path, records), "saved/jax", "jax")[0] == "FAIL"
+
+
+def test_a_declaration_that_cannot_run_is_told_before_any_backend_starts(tmp_path):
+    """A missing file, a file with no subject, a layer instance for a class, a factory that cannot take `dtype=`:
+    each told in one sentence that says what to write, and the harness exits 2 before starting a backend."""
+    with pytest.raises(declaration.DeclarationError, match="no declaration file at"):
+        declaration.load(tmp_path / "missing.py")
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    with pytest.raises(declaration.DeclarationError, match="defines no Subject: add `SUBJECTS = "):
+        declaration.load(empty)
+
+    class Instance:  # what `keras.layers.Dense(3)` looks like to the declaration
+        built = False
+
+        def get_config(self):
+            return {}
+
+        def __call__(self, *args):
+            return args
+
+    with pytest.raises(ValueError, match="not a layer instance.*Write layer=Instance, args="):
+        Subject("s", layer=Instance(), inputs=Input((2, 3)))
+
+    class Made:  # a stand-in for a layer: what check_constructible asks of one
+        weights = []
+
+        def compute_output_spec(self, *args):
+            return args
+
+    with pytest.raises(ValueError, match=r"does not take `dtype=`.*lambda \*\*kwargs"):
+        declaration.check_constructible(Subject("s", layer=lambda: Made(), inputs=Input((2, 3))))
+    declaration.check_constructible(Subject("s", layer=lambda **kwargs: Made(), inputs=Input((2, 3))))
+    with pytest.raises(ValueError, match="unknown check 'polices/float64'"):
+        Subject("s", layer=Made, inputs=Input((2, 3)), divergences=[Divergence("polices/float64", "torch", "typo")])
+    started = subprocess.run(
+        [sys.executable, "-m", "conformance.harness", str(tmp_path / "missing.py"), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert started.returncode == 2 and "no declaration file at" in started.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_backend_without_a_mask_where_the_others_agree_on_one_is_blamed_alone(tmp_path):
+    """No mask oracle: one backend returns none, the other two the same mask: that backend, by majority."""
+    want = np.random.default_rng(7).random((2, 4)) < 0.5
+    records = _records()
+    for key in records:
+        if key[1] == "record":
+            records[key]["subjects"]["dense"]["checks"]["mask"] = _numeric(want, "bool")
+    records[("tensorflow", "record")]["subjects"]["dense"]["checks"]["mask"] = {"kind": "text", "value": "none"}
+    result = _report(tmp_path, records)
+    assert [b for b in BACKENDS if _cell(result, "mask", b)[0] == "FAIL"] == ["tensorflow"]
+    assert "by majority" in _cell(result, "mask", "tensorflow")[1][0]

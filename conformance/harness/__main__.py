@@ -4,6 +4,7 @@ each backend in a process of its own, then the cross-backend report.
     python -m conformance.harness my_subjects.py                       # all three, from this environment
     python -m conformance.harness my_subjects.py --python torch=.venv-torch/bin/python ...   # a venv per backend
     python -m conformance.harness report reports/harness               # the report of records already made
+    python -m conformance.harness selftest my_subjects.py              # plant defects: does the report see them?
 
 Exit status 0 when the report says PASS, 1 otherwise.
 """
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from conformance.harness import compare
@@ -45,12 +47,35 @@ def run_phase(backend: str, phase: str, args, python: str) -> int:
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     command = [python, "-m", "conformance.harness.record", args.subjects, "--out", str(args.out), "--phase", phase]
+    command += ["--run", args.run] + (["--plant"] if getattr(args, "plant", False) else [])
     for name in args.only or []:
         command += ["--only", name]
     started = time.perf_counter()
     status = subprocess.run(command, env=env).returncode
-    print(f"harness: {backend} {phase} phase: exit {status}, {time.perf_counter() - started:.0f} s", flush=True)
+    if phase != "check":
+        print(f"harness: {backend} {phase} phase: exit {status}, {time.perf_counter() - started:.0f} s", flush=True)
     return status
+
+
+def run_all(args, pythons: dict) -> int:
+    """The declaration checked once (loaded, every layer made, in the first backend's process), then the record
+    and load phases on every backend. 2 when the declaration cannot run (nothing else started), else 0."""
+    if not Path(args.subjects).is_file():
+        print(f"harness: no declaration file at {args.subjects}", file=sys.stderr)
+        return 2
+    args.run = uuid.uuid4().hex
+    args.out.mkdir(parents=True, exist_ok=True)
+    for stale in [*args.out.glob("record-*.json"), *args.out.glob("load-*.json"), *args.out.glob("*/saved-*.keras")]:
+        stale.unlink()  # a previous run's record must never stand in for this one's
+    with tempfile.TemporaryDirectory(prefix="conformance-harness-") as folder:
+        args.harness_path = harness_path(Path(folder))
+        if run_phase(BACKENDS[0], "check", args, pythons[BACKENDS[0]]) != 0:
+            print("harness: the declaration cannot run (above); no backend was started", file=sys.stderr)
+            return 2
+        for phase in ("record", "load"):
+            for backend in BACKENDS:
+                run_phase(backend, phase, args, pythons[backend])
+    return 0
 
 
 def report(folder: Path) -> int:
@@ -66,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["report"]:
         return report(Path(argv[1] if len(argv) > 1 else "reports/harness"))
-    if argv[:1] == ["run"]:
+    selftest = argv[:1] == ["selftest"]
+    if argv[:1] in (["run"], ["selftest"]):
         argv = argv[1:]
     parser = argparse.ArgumentParser(
         prog="python -m conformance.harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -88,15 +114,27 @@ def main(argv: list[str] | None = None) -> int:
         if backend not in BACKENDS or not path:
             parser.error(f"--python takes BACKEND=PATH with BACKEND one of {BACKENDS}. Received: {item!r}")
         pythons[backend] = path
-    args.out.mkdir(parents=True, exist_ok=True)
-    for stale in [*args.out.glob("record-*.json"), *args.out.glob("load-*.json"), *args.out.glob("*/saved-*.keras")]:
-        stale.unlink()  # a previous run's record must never stand in for this one's
-    with tempfile.TemporaryDirectory(prefix="conformance-harness-") as folder:
-        args.harness_path = harness_path(Path(folder))
-        for phase in ("record", "load"):
-            for backend in BACKENDS:
-                run_phase(backend, phase, args, pythons[backend])
-    return report(args.out)
+    if not selftest:
+        return run_all(args, pythons) or report(args.out)
+    args.plant = True
+    if args.out == Path("reports/harness"):
+        args.out = Path("reports/selftest")
+    return run_all(args, pythons) or self_test(args.out)
+
+
+def self_test(folder: Path) -> int:
+    """The self-test's verdicts from the planted subjects' records: 0 when every planted defect is caught on its
+    backend and check, or not caught for a reason the declaration gives; 1 otherwise."""
+    from conformance.harness import selftest
+
+    records, problems = compare.read(folder)
+    result = compare.build(folder)
+    (folder / "report.txt").write_text(compare.render(result) + "\n")  # the planted subjects' report, for reading
+    verdicts = selftest.evaluate(result, records)
+    print(selftest.write(folder, verdicts))
+    for problem in problems:
+        print(f"  problem: {problem}")
+    return 0 if verdicts and not problems and "SELF-TEST: PASS" in (folder / "selftest.txt").read_text() else 1
 
 
 if __name__ == "__main__":

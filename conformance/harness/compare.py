@@ -42,18 +42,30 @@ def read(folder: str | Path) -> tuple[dict, list[str]]:
         for phase in PHASES:
             path = folder / f"{phase}-{backend}.json"
             if not path.is_file():
-                problems.append(f"{backend}: no {phase} record ({path.name}): the {phase} phase did not run or died")
+                problems.append(
+                    f"{backend}: no {path.name}: its {phase} phase did not run or died before writing it "
+                    "(its output is above)"
+                )
                 continue
             try:
                 record = json.loads(path.read_text())
             except (OSError, ValueError) as exc:
                 problems.append(f"{backend}: {path.name} is unreadable ({exc})")
                 continue
+            if record.get("error"):
+                problems.append(f"{backend}: {phase} phase: {record['error']}")
+                continue
             if record.get("backend") != backend or record.get("phase") != phase or not record.get("complete"):
                 problems.append(f"{backend}: {path.name} is not a complete {phase} record of {backend}")
                 continue
             records.setdefault(backend, {})[phase] = record
     present = [r for phases in records.values() for r in phases.values()]
+    runs = {f"{r['phase']}-{r['backend']}.json": r.get("run") for r in present}
+    if len(set(runs.values())) > 1:  # merged artifacts of several runs: the layer may have changed in between
+        problems.append(
+            "the records come from different runs (one run gives every backend and phase the same --run id): "
+            + ", ".join(f"{name}: {run}" for name, run in sorted(runs.items()))
+        )
     for field in ("declaration", "versions"):
         keys = {json.dumps(r[field]["sha256"] if field == "declaration" else _versions_key(r[field])) for r in present}
         if len(keys) > 1:
@@ -71,11 +83,12 @@ def _values(entry: dict) -> np.ndarray:
 
 
 def _summary(exc: dict) -> str:
-    """The exception's type and the line that says what went wrong: its first, or, for TensorFlow's graph
-    errors (`in user code:`, then the traceback), its last."""
+    """The exception as the report prints it, whole: its type and message (for TensorFlow's graph errors, `in
+    user code:` then a traceback, the line that says what went wrong: the last), then what it was raised from."""
     lines = [line.strip() for line in exc["own"].strip().splitlines() if line.strip()]
-    line = (lines[-1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]) if lines else ""
-    return f"raised {exc['type']}: {line[:160]}"
+    if len(lines) > 1 and lines[0].endswith(":") and lines[0].startswith(("in user code", "Graph execution error")):
+        exc = {**exc, "own": lines[-1]}
+    return "raised " + _raised_text(exc)
 
 
 class Judge:
@@ -92,6 +105,7 @@ class Judge:
             self.tolerance = Tolerance(n, "default: the inputs' last axes summed, plus 2 (declare `tolerance=`)")
         self.positions = _positions([s["shape"] for s in meta["inputs"]])
         self.cells: dict[str, dict[str, list]] = {}  # check -> backend -> [status, detail]
+        self.notes: dict[str, dict] = {}  # what a reader should know that is not a verdict
         self.tolerances: dict[str, str] = {}
 
     def set(self, check: str, backend: str, status: str, detail: str = "") -> None:
@@ -119,17 +133,18 @@ class Judge:
                 texts[backend] = entry["value"]  # "none" (no mask), "not applicable: ...", "missing: ..."
             else:
                 usable[backend] = entry
+        oracle = next((r for b in self.backends if (r := reference_of(b)) is not None and r.get("oracle")), None)
         for backend, text in texts.items():
-            if usable or text.startswith("missing") or len(set(texts.values())) > 1:
-                others = ", ".join(
-                    f"{b}: {'a value' if b in usable else repr(texts[b])}" for b in self.backends if b != backend
-                )
-                self.set(check, backend, FAIL, f"{text!r} where {others}")
-            else:
-                self.set(check, backend, PASS)
-        if texts:  # a value where another backend has none is no agreement either
-            for backend in usable:
-                self.set(check, backend, FAIL, "a value where " + ", ".join(f"{b}: {t!r}" for b, t in texts.items()))
+            if oracle is not None:  # the oracle has a value: a backend without one is wrong, whatever the others do
+                self.set(check, backend, FAIL, f"{text!r} where the oracle has a value")
+            elif text.startswith("missing"):
+                self.set(check, backend, FAIL, text)
+        if oracle is None:  # a text ("none": no mask) agrees only with the same text: blamed as any disagreement
+            for a, b in itertools.combinations([x for x in self.backends if x in texts or x in usable], 2):
+                if a in texts or b in texts:
+                    ok = texts.get(a, a) == texts.get(b, b) and a in texts and b in texts
+                    shown = {x: repr(texts[x]) if x in texts else "a value" for x in (a, b)}
+                    self._record(check, "pair", {a: None, b: None}, ok, f"{a}: {shown[a]}; {b}: {shown[b]}")
         for backend, entry in usable.items():
             if expected_dtype and entry["dtype"] != expected_dtype and entry["dtype"] != "bool":
                 self.set(check, backend, FAIL, f"dtype {entry['dtype']}, expected {expected_dtype}")
@@ -142,7 +157,7 @@ class Judge:
         for a, b in itertools.combinations(usable, 2):
             self._close(check, {a: usable[a], b: usable[b]}, None, tolerance, "pair", floor)
         self._attribute_pairs(check, exempt)
-        for backend in usable:
+        for backend in [*usable, *texts]:
             self.set(check, backend, PASS)
 
     def _close(self, check, entries: dict, reference, tolerance: Tolerance, against: str, floor: float = 0.0) -> None:
@@ -212,6 +227,8 @@ class Judge:
     # --- texts and errors -------------------------------------------------------------------------------------
 
     def same_text(self, check: str, must_be=None) -> None:
+        """The same text on every backend; with `must_be` (the reference), that text: a backend that has it is
+        never blamed for disagreeing with one that has not."""
         values = {}
         for backend in self.backends:
             entry = self.obs[backend].get(check)
@@ -222,17 +239,22 @@ class Judge:
             else:
                 values[backend] = entry.get("value", json.dumps(entry.get("shape")))
                 if must_be is not None and values[backend] != must_be:
-                    self.set(check, backend, FAIL, values[backend][:300])
+                    self.set(check, backend, FAIL, f"{values[backend]!r}, expected {must_be!r}")
         for a, b in itertools.combinations(values, 2):
             self.cells.setdefault(check, {}).setdefault("_pairs", []).append(
-                ((a, b), values[a] == values[b], f"{a}: {values[a][:200]!r}; {b}: {values[b][:200]!r}")
+                ((a, b), values[a] == values[b], f"{a}: {values[a]!r}; {b}: {values[b]!r}")
             )
-        self._attribute_pairs(check)
+        self._attribute_pairs(check, {b for b, v in values.items() if must_be is not None and v == must_be})
         for backend in values:
             self.set(check, backend, PASS)
 
     def error(self, check: str, expected: dict) -> None:
-        seen = {}
+        """A bad input: the layer's own exception (Keras's wrapper around an error raised in `call()` removed)
+        of the declared type, with the declared text, or, declared `SAME_ON_EVERY_BACKEND`, with the same text on
+        every backend. A declared text is the reference: a backend that raises it is never blamed. What Keras
+        added around the layer's message (its name, the call's arguments as each backend prints tensors) is
+        shown as a note, never judged: the layer did not write it."""
+        seen, exact = {}, expected["message"] != SAME_ON_EVERY_BACKEND
         for backend in self.backends:
             entry = self.obs[backend].get(check)
             if entry is None:
@@ -241,40 +263,30 @@ class Judge:
                 self.set(check, backend, FAIL, f"expected {expected['error']}, {entry.get('value', 'no error')}")
             else:
                 seen[backend] = entry
-                if expected["message"] != SAME_ON_EVERY_BACKEND:
-                    if entry["type"] != expected["error"]:
-                        self.set(
-                            check,
-                            backend,
-                            FAIL,
-                            f"{entry['origin']} error {entry['type']}, expected {expected['error']}",
-                        )
-                    elif entry["own"] != expected["message"]:
-                        self.set(
-                            check, backend, FAIL, f"message {entry['own'][:200]!r}, expected {expected['message']!r}"
-                        )
-                    if entry["wrapper"]:
-                        self.set(check, backend, FAIL, "Keras appended the call's arguments: " + _wrapper_line(entry))
-        for a, b in itertools.combinations(seen, 2):
-            ea, eb = seen[a], seen[b]
-            if ea["type"] != eb["type"]:
-                detail = f"{a} raised {ea['type']} ({ea['origin']}), {b} {eb['type']} ({eb['origin']})"
-                ok = False
-            elif ea["own"] != eb["own"]:
-                detail, ok = (
-                    f"the layer's own message differs: {a}: {ea['own'][:150]!r}; {b}: {eb['own'][:150]!r}",
-                    False,
-                )
-            elif ea["wrapper"] != eb["wrapper"]:
-                detail = (
-                    "the layer's own message agrees; Keras's wrapper differs (it prints the call's arguments as each "
-                    f"backend prints tensors): {a}: {_wrapper_line(ea)!r}; {b}: {_wrapper_line(eb)!r}"
-                )
-                ok = False
-            else:
-                detail, ok = "", True
-            self.cells.setdefault(check, {}).setdefault("_pairs", []).append(((a, b), ok, detail))
-        self._attribute_pairs(check)
+                if entry["type"] != expected["error"]:
+                    self.set(
+                        check,
+                        backend,
+                        FAIL,
+                        f"{entry['origin']} error {_raised_text(entry)}; expected {expected['error']}",
+                    )
+                elif exact and entry["own"] != expected["message"]:
+                    self.set(check, backend, FAIL, f"message {entry['own']!r}, expected {expected['message']!r}")
+                if entry.get("wrapper"):
+                    wrapped = self.notes.setdefault("errors", {"checks": [], "example": _wrapper_line(entry)})
+                    if check not in wrapped["checks"]:
+                        wrapped["checks"].append(check)
+        if not exact:
+            for a, b in itertools.combinations(seen, 2):
+                ea, eb = seen[a], seen[b]
+                if ea["type"] != eb["type"]:
+                    detail, ok = f"{a} raised {ea['type']} ({ea['origin']}), {b} {eb['type']} ({eb['origin']})", False
+                elif ea["own"] != eb["own"]:
+                    detail, ok = f"the layer's message differs: {a}: {ea['own']!r}; {b}: {eb['own']!r}", False
+                else:
+                    detail, ok = "", True
+                self.cells.setdefault(check, {}).setdefault("_pairs", []).append(((a, b), ok, detail))
+            self._attribute_pairs(check)
         for backend in seen:
             self.set(check, backend, PASS)
 
@@ -304,6 +316,8 @@ class Judge:
                     entry = self.obs[backend].get(check)
                     if entry is not None and entry["kind"] == "raised":
                         self.set(check, backend, FAIL, "the oracle: " + _summary(entry))
+                continue
+            if self._not_applicable(check):
                 continue
             if self._raised_on_some(check):
                 continue
@@ -392,6 +406,22 @@ class Judge:
         self._expected_checks(checks)
         self._divergences()
 
+    def _not_applicable(self, check: str) -> bool:
+        """A check that did not run because it does not apply (the layer has no single float output to train,
+        takes keyword inputs, ...), the same reason on every backend: SKIP with that reason, never PASS; nothing
+        for the float64 training step, which is never judged. True when that is what it was."""
+        entries = [self.obs[b].get(check) for b in self.backends]
+        texts = {e["value"] for e in entries if e is not None and e["kind"] == "text"}
+        if len(texts) != 1 or len([e for e in entries if e is not None]) != len(self.backends):
+            return False
+        (text,) = texts
+        if not text.startswith("not applicable") or any(e["kind"] != "text" for e in entries):
+            return False
+        if check != "training/float64":
+            for backend in self.backends:
+                self.set(check, backend, SKIP, text)
+        return True
+
     def _raised_on_some(self, check: str) -> bool:
         """A check that raised on some backends and ran on the others (which recorded its results under
         `check/...` or `check.<i>`): it fails where it raised, with the exception, and passes where it ran
@@ -455,7 +485,7 @@ class Judge:
             if entry is not None and entry["kind"] != "raised" and (got == "none") != (want == "none"):
                 self.set(check, backend, FAIL, f"the output mask: {got}, the mask oracle's: {want}")
         if oracle["kind"] == "text":
-            self.same_text(check)
+            self.same_text(check, must_be=oracle["value"])
         else:
             reference = {**oracle, "oracle": True}
             self.numeric(check, lambda b: reference, Tolerance(0, "masks are exact"))
@@ -469,18 +499,55 @@ class Judge:
         )
 
     def _symbolic(self, check: str) -> None:
+        """`compute_output_spec` on inputs of the declared sizes, every size known: each output's shape and
+        dtype exactly the eager call's (a `None` where the eager output has a size is a size lost: the layer
+        after it cannot build), as many outputs, and the same on every backend."""
         for backend in self.backends:
-            entry, eager = self.obs[backend].get(check), self.obs[backend].get("forward")
-            if entry and entry["kind"] == "text" and eager and eager["kind"] == "numeric":
-                spec = json.loads(entry["value"])
-                known = spec and len(spec[0][0]) == len(eager["shape"])
-                known = known and all(s is None or s == e for s, e in zip(spec[0][0], eager["shape"]))
-                if spec and (not known or spec[0][1] != eager["dtype"]):
-                    self.set(check, backend, FAIL, f"symbolic {spec[0]}, eager {[eager['shape'], eager['dtype']]}")
+            entry = self.obs[backend].get(check)
+            eager = [self.obs[backend].get(c) for c in self._outputs_of("forward", backend)]
+            if (
+                not entry
+                or entry["kind"] != "text"
+                or not eager
+                or any(e is None or e["kind"] != "numeric" for e in eager)
+            ):
+                continue  # no spec, or no eager output to hold it against (that row fails on its own)
+            specs = json.loads(entry["value"])
+            if len(specs) != len(eager):
+                self.set(check, backend, FAIL, f"{len(specs)} symbolic outputs, {len(eager)} eager ones")
+                continue
+            for i, ((shape, dtype), e) in enumerate(zip(specs, eager)):
+                which = f"output {i}: " if len(eager) > 1 else ""
+                if tuple(shape) != tuple(e["shape"]):
+                    lost = (
+                        [a for a, (s, n) in enumerate(zip(shape, e["shape"])) if s is None]
+                        if len(shape) == len(e["shape"])
+                        else []
+                    )
+                    why = (
+                        f" (size lost on axis {', '.join(map(str, lost))}: every input size was known)" if lost else ""
+                    )
+                    self.set(
+                        check, backend, FAIL, f"{which}symbolic shape {tuple(shape)}, eager {tuple(e['shape'])}{why}"
+                    )
+                if dtype != e["dtype"]:
+                    self.set(check, backend, FAIL, f"{which}symbolic dtype {dtype}, eager {e['dtype']}")
         self.same_text(check)
 
+    def _outputs_of(self, prefix: str, backend: str) -> list[str]:
+        """`prefix`'s output rows on `backend`: `[prefix]` for one output, `[prefix.0, prefix.1, ...]` for several."""
+        if prefix in self.obs[backend]:
+            return [prefix]
+        rows, i = [], 0
+        while f"{prefix}.{i}" in self.obs[backend]:
+            rows.append(f"{prefix}.{i}")
+            i += 1
+        return rows
+
     def _expected_checks(self, checks) -> None:
-        skip = self.meta.get("skip", {})
+        skip = dict(self.meta.get("skip", {}))
+        if not self.meta.get("bad_inputs") and "errors" not in skip:
+            skip["errors"] = "the subject declares no bad inputs (`bad_inputs=`)"
         for family, reason in skip.items():
             for backend in self.backends:
                 self.set(family, backend, SKIP, reason)
@@ -546,8 +613,16 @@ def _scale_family(check: str) -> str | None:
 
 
 def _wrapper_line(entry: dict) -> str:
-    lines = [line.strip() for line in entry["wrapper"].splitlines() if line.strip()]
-    return " ".join(lines[:3])[:200]
+    """Keras's words around an error raised in `call()`, on one line (the arguments as one backend printed them)."""
+    return " ".join(line.strip() for line in entry["wrapper"].splitlines() if line.strip())
+
+
+def _raised_text(entry: dict) -> str:
+    """An exception as the report prints it: its type and its whole message, then what it was raised from."""
+    text = f"{entry['type']}: {entry['own']}"
+    for cause in entry.get("causes", []):
+        text += f" (raised from {cause})"
+    return text
 
 
 def build(folder: str | Path) -> dict:
@@ -555,7 +630,7 @@ def build(folder: str | Path) -> dict:
     subjects = {}
     names = sorted({n for phases in records.values() for r in phases.values() for n in r["subjects"]})
     for name in names:
-        observations, meta, metas = {}, None, {}
+        observations, meta, metas, sources = {}, None, {}, {}
         for backend, phases in records.items():
             merged = {}
             for phase in PHASES:
@@ -565,6 +640,8 @@ def build(folder: str | Path) -> dict:
                         problems.append(f"{backend}: the {phase} record has no subject {name!r}")
                     continue
                 merged.update(subject["checks"])
+                if subject.get("sources"):
+                    sources[f"{backend} {phase}"] = subject["sources"]
                 meta = meta or subject["meta"]
                 metas[f"{backend} {phase}"] = subject["meta"]
             observations[backend] = merged
@@ -574,9 +651,14 @@ def build(folder: str | Path) -> dict:
                 f"{name}: the processes declared it differently ({', '.join(differing)}): "
                 + "; ".join(f"{where}: {m.get(differing[0])}" for where, m in metas.items())
             )
+        if len({json.dumps(v, sort_keys=True) for v in sources.values()}) > 1:  # edited between the processes
+            problems.append(
+                f"{name}: the layer's source differs between the processes: "
+                + "; ".join(f"{where}: {v}" for where, v in sources.items())
+            )
         judge = Judge(name, observations, meta)
         judge.run()
-        subjects[name] = {"cells": judge.cells, "tolerances": judge.tolerances, "meta": meta}
+        subjects[name] = {"cells": judge.cells, "tolerances": judge.tolerances, "notes": judge.notes, "meta": meta}
     failing = [
         f"{name}: {check} on {backend}"
         for name, s in subjects.items()
@@ -635,13 +717,14 @@ def render(result: dict) -> str:
         lines.append(f"  {'check':<26}" + "".join(f"{b:<12}" for b in BACKENDS))
         for family in sorted(families, key=_sort_key):
             lines.append(f"  {family:<26}" + "".join(f"{cell(family, b):<12}" for b in BACKENDS))
-        details = [
-            f"  {status} {check} on {backend}: " + "; ".join(notes)
-            for check, cells in sorted(subject["cells"].items())
-            for backend, (status, notes) in cells.items()
-            if status != PASS and notes
-        ]
-        lines += details
+        lines += _details(subject["cells"])
+        wrapped = subject.get("notes", {}).get("errors")
+        if wrapped:  # Keras's words around errors raised in call(): shown, never judged
+            lines.append(
+                f"  note: {len(wrapped['checks'])} bad inputs raised inside call(), where Keras adds its own words "
+                f"around the layer's message (its name, the call's arguments as the backend prints them; e.g. "
+                f"{wrapped['example']!r}): the layer's own message is what is judged"
+            )
         for reason in sorted(set(subject["tolerances"].values())):
             lines.append(f"  tolerance: {reason}")
     lines.append("")
@@ -651,6 +734,31 @@ def render(result: dict) -> str:
         lines.append(f"  {len(result['failing'])} cells fail or are missing, e.g. " + "; ".join(result["failing"][:5]))
     lines.append(f"RESULT: {'PASS' if result['ok'] else 'FAIL'}")
     return "\n".join(lines)
+
+
+def _details(cells: dict) -> list[str]:
+    """A line per cell that does not pass, in the order the checks run (a cause before what it knocked on), each
+    exception printed whole the first time a backend raised it and named after that ("the same error as ...")."""
+    lines, first = [], {}  # (backend, exception text) -> the check that raised it first
+    for check, row in sorted(cells.items(), key=lambda item: (_sort_key(_family(item[0])), item[0])):
+        shared = {(status, tuple(notes)) for status, notes in row.values()}
+        if len(shared) == 1 and len(row) == len(BACKENDS) and row[BACKENDS[0]][0] in (SKIP, KNOWN):
+            status, notes = row[BACKENDS[0]]  # the same reason on every backend: once
+            lines.append(f"  {status} {check} on every backend: " + "; ".join(notes))
+            continue
+        for backend, (status, notes) in row.items():
+            if status == PASS or not notes:
+                continue
+            shown = []
+            for note in notes:
+                if note.startswith("raised ") and (backend, note) in first:
+                    note = f"the same error as {first[backend, note]} on {backend} (above)"
+                elif note.startswith("raised "):
+                    first[backend, note] = check
+                shown.append(note)
+            text = f"  {status} {check} on {backend}: " + "; ".join(shown)
+            lines.append(text.replace("\n", "\n      "))
+    return lines
 
 
 def _sort_key(family: str):

@@ -178,14 +178,46 @@ class Subject:
     examples: int = 3
 
     def __post_init__(self):
-        if not self.name or any(not (c.isalnum() or c in "-_.") for c in self.name):
+        if not isinstance(self.name, str) or not self.name or any(not (c.isalnum() or c in "-_.") for c in self.name):
             raise ValueError(f"Subject name must be letters, digits, '-', '_' or '.'. Received: name={self.name!r}")
+        _check_layer(self.name, self.layer)
+        _check_inputs(self.name, self.inputs)
+        for field in ("oracle", "mask_oracle", "gradient_oracle", "weights"):
+            value = getattr(self, field)
+            if value is not None and not callable(value):
+                raise ValueError(f"Subject {self.name!r}: {field}= takes a function or None. Received: {value!r}")
+        if not (self.tolerance is None or isinstance(self.tolerance, Tolerance) or _is_function(self.tolerance)):
+            raise ValueError(
+                f"Subject {self.name!r}: tolerance= takes a Tolerance(reduction, reason), a function of the "
+                f"arguments returning one, or None. Received: {self.tolerance!r}"
+            )
+        if isinstance(self.bad_inputs, BadInput) or not all(isinstance(b, BadInput) for b in self.bad_inputs):
+            raise ValueError(
+                f"Subject {self.name!r}: bad_inputs= takes a list of BadInput. Received: {self.bad_inputs!r}"
+            )
+        ids = [b.id for b in self.bad_inputs]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"Subject {self.name!r}: every BadInput needs an id of its own. Received: {ids}")
         unknown = sorted(set(self.skip) - set(CHECKS))
         if unknown:
             raise ValueError(f"Subject {self.name!r}: unknown checks in skip: {unknown}; the checks are {CHECKS}")
         for divergence in () if _is_function(self.divergences) else self.divergences:
+            if not isinstance(divergence, Divergence):
+                raise ValueError(
+                    f"Subject {self.name!r}: divergences= takes Divergence(check, backend, reason) objects. "
+                    f"Received: {divergence!r}"
+                )
             if divergence.backend not in BACKENDS:
-                raise ValueError(f"Subject {self.name!r}: divergence on unknown backend {divergence.backend!r}")
+                raise ValueError(
+                    f"Subject {self.name!r}: divergence on unknown backend {divergence.backend!r}; the backends are "
+                    f"{BACKENDS}"
+                )
+            head = divergence.check.split("/")[0].split(".")[0]
+            if head not in (*CHECKS, "gradients-float64"):
+                raise ValueError(
+                    f"Subject {self.name!r}: divergence on unknown check {divergence.check!r}: a check is named as "
+                    f"the report names it, starting with one of {CHECKS} (e.g. 'policies/float64', 'gradients/kernel')"
+                )
         if not isinstance(self.examples, int) or self.examples < 1:
             raise ValueError(f"Subject {self.name!r}: examples must be an integer >= 1. Received: {self.examples!r}")
 
@@ -234,6 +266,71 @@ class Subject:
         if isinstance(self.inputs, Input):
             return "single"
         return "keywords" if isinstance(self.inputs, Mapping) else "list"
+
+
+def _check_layer(name: str, layer) -> None:
+    """`layer=` is a class, a factory or an import path; a layer *instance* is the usual slip."""
+    if isinstance(layer, str):
+        if ":" not in layer:
+            raise ValueError(
+                f"Subject {name!r}: layer= as a string is an import path 'package.module:Name'. Received: {layer!r}"
+            )
+        return
+    if not isinstance(layer, type) and hasattr(layer, "get_config") and hasattr(layer, "built"):
+        raise ValueError(
+            f"Subject {name!r}: layer= takes the layer's class, a factory f(**args) or 'package.module:Name', not a "
+            f"layer instance (the harness makes a new layer for every check, with the dtype policy it checks). "
+            f"Received: {layer!r}. Write layer={type(layer).__name__}, args={{...}} (the constructor's arguments)."
+        )
+    if not callable(layer):
+        raise ValueError(
+            f"Subject {name!r}: layer= takes the layer's class, a factory f(**args) or 'package.module:Name'. "
+            f"Received: {layer!r}"
+        )
+
+
+def _check_inputs(name: str, inputs) -> None:
+    if isinstance(inputs, Input) or _is_function(inputs):
+        return
+    values = list(inputs.values()) if isinstance(inputs, Mapping) else inputs
+    if (
+        isinstance(values, (str, bytes))
+        or not isinstance(values, Sequence)
+        or not values
+        or not all(isinstance(i, Input) for i in values)
+    ):
+        raise ValueError(
+            f"Subject {name!r}: inputs= takes an Input(shape), a list or dict of them, or a function of the "
+            f"arguments returning one of those. Received: {inputs!r}"
+        )
+
+
+def check_constructible(subject: Subject) -> None:
+    """Makes the subject's layer once, as every check will (a backend imported): the import path resolves, the
+    class or factory takes the arguments, and the base-layer `dtype=` the policy checks pass. Raises ValueError
+    saying what to change."""
+    try:
+        layer = subject.make_layer()
+    except Exception as exc:
+        raise ValueError(
+            f"Subject {subject.name!r}: making the layer ({_describe_factory(subject.layer)}) with "
+            f"args={dict(subject.args)!r} raised {type(exc).__name__}: {exc}"
+        ) from exc
+    if not hasattr(layer, "compute_output_spec") or not hasattr(layer, "weights"):
+        raise ValueError(f"Subject {subject.name!r}: layer= made {layer!r}, not a Keras layer")
+    try:
+        subject.make_layer(dtype="float64")
+    except TypeError as exc:
+        raise ValueError(
+            f"Subject {subject.name!r}: the layer's factory does not take `dtype=` ({exc}); the policy and training "
+            f"checks make it with `dtype=` (e.g. 'float16'): write the factory as `lambda **kwargs: ...(..., **kwargs)`"
+        ) from exc
+
+
+def _describe_factory(layer) -> str:
+    if isinstance(layer, str):
+        return layer
+    return getattr(layer, "__qualname__", repr(layer))
 
 
 def _is_function(value) -> bool:
@@ -285,21 +382,36 @@ def input_list(inputs: Input | Sequence[Input] | Mapping[str, Input]) -> list[In
     return list(inputs)
 
 
+class DeclarationError(ValueError):
+    """A declaration file that cannot be run: what is wrong and how to fix it, said before any backend starts."""
+
+
 def load(path: str | Path) -> list[Subject]:
-    """The subjects a declaration file defines: its `SUBJECTS` list, else every module-level `Subject`."""
+    """The subjects a declaration file defines: its `SUBJECTS` list, else every module-level `Subject`. Raises
+    DeclarationError when the file is missing, defines no subject, or two subjects share a name."""
     path = Path(path).resolve()
+    if not path.is_file():
+        raise DeclarationError(f"no declaration file at {path}: give the path of a Python file that defines SUBJECTS")
     module_name = f"_conformance_subjects_{abs(hash(str(path)))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None:
-        raise FileNotFoundError(f"no Python file at {path}")
+    if spec is None or path.suffix != ".py":
+        raise DeclarationError(f"{path} is not a Python file (.py): a declaration is Python that defines SUBJECTS")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     subjects = getattr(module, "SUBJECTS", None)
     if subjects is None:
         subjects = [v for v in vars(module).values() if isinstance(v, Subject)]
+    if isinstance(subjects, Subject) or not all(isinstance(s, Subject) for s in subjects):
+        raise DeclarationError(f"{path}: SUBJECTS must be a list of Subject. Received: {subjects!r}")
+    if not subjects:
+        raise DeclarationError(
+            f'{path} defines no Subject: add `SUBJECTS = [Subject("name", layer=MyLayer, inputs=Input((2, 3)))]` '
+            "(from conformance.harness import Input, Subject)"
+        )
     subjects = [concrete for subject in subjects for concrete in subject.expand()]
     names = [s.name for s in subjects]
-    if not subjects or len(set(names)) != len(names):
-        raise ValueError(f"{path}: expected subjects with distinct names, found {names}")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DeclarationError(f"{path}: two subjects share a name: {duplicates}; give each its own")
     return list(subjects)

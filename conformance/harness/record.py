@@ -93,6 +93,7 @@ class Run:
 
         self.keras, self.backend, self.subject = keras, backend, subject
         self.checks: dict[str, dict] = {}
+        self.sources: dict[str, str] = {}  # the layer's source files (`layer_sources`)
         self.specs = subject.input_list()
         rng = np.random.default_rng([subject.seed, 0])
         self.arrays = [draw(spec, rng) for spec in self.specs]
@@ -207,6 +208,7 @@ class Run:
         layer = self.attempt("weights", self.built_layer)
         if layer is None:
             return
+        self.sources = layer_sources(layer)
         self.text(
             "weights",
             json.dumps(
@@ -302,14 +304,15 @@ class Run:
         specs = [(unknown(_sizes(s)) + _features(s), s.dtype) for s in self.specs]
         specs += [(unknown(self.specs[i].shape[:-1]), "bool") for i in masked] if takes_mask else []
 
+        # Which inputs' masks are arguments, worked out before tracing: torch.compile(dynamic=True) makes a
+        # captured list of ints symbolic, and `i in masked` is then False while tracing (pytorch/pytorch#153366;
+        # docs/findings.md#torch-compile-dynamic-in): the layer was traced without its mask.
+        slots = tuple(bool(takes_mask) and i in masked for i in range(len(self.specs)))
+
         def fn(*xs):
-            tensors, given = list(xs[: len(self.specs)]), list(xs[len(self.specs) :])
+            tensors, given = list(xs[: len(self.specs)]), iter(xs[len(self.specs) :])
             args, call_kwargs = self.pack(tensors)
-            extra = {}
-            if takes_mask:
-                extra["mask"] = self.mask_argument(
-                    [given.pop(0) if i in masked else None for i in range(len(self.specs))]
-                )
+            extra = {"mask": self.mask_argument([next(given) if has else None for has in slots])} if any(slots) else {}
             out, _ = layer.stateless_call(trainable, non_trainable, *args, **call_kwargs, **kwargs, **extra)
             return out
 
@@ -458,7 +461,8 @@ class Run:
 
     def load(self, out_dir: Path) -> None:
         # Made once first, so that the module defining the layer (and registering it with Keras) is imported.
-        self.attempt("saved/layer", self.subject.make_layer)
+        layer = self.attempt("saved/layer", self.subject.make_layer)
+        self.sources = layer_sources(layer) if layer is not None else {}
         for saved_by in declaration.BACKENDS:
             path = out_dir / self.subject.name / f"saved-{saved_by}.keras"
             check = f"saved/{saved_by}"
@@ -516,29 +520,71 @@ class Run:
         self.text(check, "accepted: nothing raised")
 
 
-_WRAPPER = "\n\nArguments received by "
+_KERAS_CALL = re.compile(
+    r"\AException encountered when calling (?P<name>[^\n]*)\.\n\n\x1b\[1m(?P<own>.*)\x1b\[0m\n\n"
+    r"(?P<arguments>Arguments received by .*)\Z",
+    re.DOTALL,
+)
+
+
+def keras_call_error(exc: BaseException) -> tuple[BaseException, str]:
+    """The exception the layer raised and the part Keras added, for an error raised inside a layer's `call()`:
+    Keras re-raises it with "Exception encountered when calling X.call()", the message in bold (ANSI codes),
+    and the call's arguments, printed as each backend prints tensors. Those are Keras's words, not the layer's:
+    the layer's own exception is the one Keras re-raised (`__context__`), else the bold part of the text. For
+    any other exception, itself and ""."""
+    message = str(exc)
+    match = _KERAS_CALL.match(message)
+    if match is None:
+        return exc, ""
+    keras_part = f"Exception encountered when calling {match['name']}; {match['arguments']}"
+    inner = exc.__context__
+    if getattr(exc, "_keras_call_info_injected", False) and inner is not None and _text(inner) == match["own"]:
+        return inner, keras_part
+    return exc, keras_part  # the same type; its own text is the bold part (see `describe_exception`)
+
+
+def _text(exc: BaseException) -> str:
+    message = getattr(exc, "message", None)  # TensorFlow's OpError keeps its text there
+    return message if isinstance(message, str) and message and not str(exc).strip() else str(exc)
 
 
 def describe_exception(exc: BaseException) -> dict:
-    """The exception's type and text, and where its text came from: the layer's own message (`own`), the
-    part Keras appends to an error raised inside `call()` (the call's arguments, printed as the backend prints
-    tensors: `wrapper`), and whether the type is a backend library's (`origin`: layer, keras, backend)."""
-    message = str(exc)
-    own, _, wrapper = message.partition(_WRAPPER)
-    module = type(exc).__module__.split(".")[0]
+    """The exception's type and text as the layer raised them, and what else a reader needs:
+
+    - `own`: the layer's own message, whole (Keras's wrapper around an error raised in `call()` removed);
+    - `wrapper`: what Keras added around it (the layer's name, the call's arguments), shown, never judged;
+    - `origin`: whether the type is a backend library's, Keras's or the layer's (anything else);
+    - `causes`: the exceptions it was raised from (`raise ... from`), innermost last, each "Type: text";
+    - `where`: the file and line it was raised at (the innermost frame)."""
+    layer_exc, wrapper = keras_call_error(exc)
+    own = _text(layer_exc)
+    if wrapper and layer_exc is exc:
+        own = _KERAS_CALL.match(str(exc))["own"]
+    module = type(layer_exc).__module__.split(".")[0]
     origin = (
         "backend" if module in ("jax", "jaxlib", "torch", "tensorflow") else "keras" if module == "keras" else "layer"
     )
-    frames = traceback.extract_tb(exc.__traceback__)
+    causes, seen, cause = [], {id(layer_exc)}, layer_exc.__cause__
+    while cause is not None and id(cause) not in seen and len(causes) < 5:
+        seen.add(id(cause))
+        causes.append(f"{type(cause).__name__}: {_text(cause)}")
+        cause = cause.__cause__
+    frames = traceback.extract_tb(layer_exc.__traceback__ or exc.__traceback__)
     where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames)), "")
     return {
-        "type": f"{type(exc).__module__}.{type(exc).__qualname__}" if origin == "backend" else type(exc).__name__,
-        "message": message,
+        "type": _type_name(layer_exc, origin),
+        "message": str(exc),
         "own": own,
-        "wrapper": (_WRAPPER.strip() + " " + wrapper) if wrapper else "",
+        "wrapper": wrapper,
         "origin": origin,
+        "causes": causes,
         "where": where,
     }
+
+
+def _type_name(exc: BaseException, origin: str) -> str:
+    return f"{type(exc).__module__}.{type(exc).__qualname__}" if origin == "backend" else type(exc).__name__
 
 
 def versions() -> dict:
@@ -559,8 +605,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("subjects", help="the declaration file")
     parser.add_argument("--out", required=True, help="the folder for records and saved files")
-    parser.add_argument("--phase", choices=["record", "load"], default="record")
+    parser.add_argument("--phase", choices=["record", "load", "check"], default="record")
     parser.add_argument("--only", action="append", help="only this subject (repeatable)")
+    parser.add_argument(
+        "--run",
+        help="the run's id, the same for every backend and phase of one run (the report fails on records of "
+        "several runs); default: a new one (a record alone)",
+    )
+    parser.add_argument("--plant", action="store_true", help="the self-test's planted subjects instead")
     args = parser.parse_args(argv)
     import keras
 
@@ -571,23 +623,44 @@ def main(argv: list[str] | None = None) -> int:
         jax.config.update("jax_enable_x64", True)  # float64 is float64: jax computes it in float32 otherwise
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    subjects = declaration.load(args.subjects)
-    if args.only:
-        # a drawn subject's name selects all its draws (`--only Dense` runs Dense.0, Dense.1, ...)
-        subjects = [s for s in subjects if any(re.fullmatch(rf"{re.escape(o)}(\.\d+)?", s.name) for o in args.only)]
     record = {
         "format": FORMAT,
         "backend": backend_name,
         "phase": args.phase,
-        "run": f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}",
+        "run": args.run or f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}",
         "declaration": {"path": str(Path(args.subjects).resolve()), "sha256": _sha256(args.subjects)},
         "versions": versions(),
         "subjects": {},
     }
     target = out_dir / f"{args.phase}-{backend_name}.json"
     target.unlink(missing_ok=True)
+    try:
+        subjects = load_subjects(args.subjects, args.only, args.plant)
+        if args.phase == "check":
+            for subject in subjects:
+                declaration.check_constructible(subject)
+    except Exception as exc:  # the declaration cannot be run here: say so, in the record too
+        text = str(exc) if isinstance(exc, ValueError) else "".join(traceback.format_exception(exc)).rstrip()
+        print(f"harness: the declaration {args.subjects}: {text}", file=sys.stderr, flush=True)
+        if args.phase != "check":
+            record["error"] = f"the declaration could not be loaded: {text}"
+            _write(target, record)
+        return 2
+    if args.phase == "check":
+        print(f"harness: {args.subjects}: {len(subjects)} subjects, each constructible", flush=True)
+        return 0
     for subject in subjects:
         keras.utils.set_random_seed(subject.seed)
+        if backend_name == "torch":
+            # torch.compile keeps at most 8 compilations per code object (the checks' functions, Keras's own), then
+            # runs the frame eagerly without a word: past the 8th subject, `compiled` would not be compiled
+            import torch
+
+            torch._dynamo.reset()
+        if args.plant:
+            from conformance.harness import selftest
+
+            selftest.FIRED.clear()
         run = Run(subject)
         started = time.perf_counter()
         if args.phase == "record":
@@ -597,14 +670,52 @@ def main(argv: list[str] | None = None) -> int:
         record["subjects"][subject.name] = {
             "checks": run.checks,
             "meta": meta(subject),
+            "sources": run.sources,
             "seconds": time.perf_counter() - started,
         }
+        if args.plant:  # which planted defects took effect in this process
+            record["subjects"][subject.name]["planted_fired"] = sorted(selftest.FIRED)
         print(f"{backend_name} {args.phase}: {subject.name}: {len(run.checks)} observations", flush=True)
     record["complete"] = True
+    _write(target, record)
+    return 0
+
+
+def load_subjects(path: str, only: list[str] | None = None, plant: bool = False) -> list[Subject]:
+    """The declaration's subjects (`only` these names; a drawn subject's name selects all its draws), or, with
+    `plant`, the self-test's subjects made from them (`conformance.harness.selftest`)."""
+    subjects = declaration.load(path)
+    if only:
+        subjects = [s for s in subjects if any(re.fullmatch(rf"{re.escape(o)}(\.\d+)?", s.name) for o in only)]
+    if plant:
+        from conformance.harness import selftest
+
+        subjects = selftest.planted(subjects)
+    return subjects
+
+
+def _write(target: Path, record: dict) -> None:
+    """The record, whole or not at all (a process that dies leaves none)."""
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(record))
     tmp.replace(target)
-    return 0
+
+
+def layer_sources(layer) -> dict:
+    """sha256 of the source file of every class the layer is made of (itself and its sublayers), Keras's own
+    excepted (its version is recorded): a layer edited between two backends' runs fails the report."""
+    out = {}
+    for sub in [layer, *getattr(layer, "_flatten_layers", lambda **_: [])(include_self=False)]:
+        cls = type(sub)
+        if cls.__module__.split(".")[0] == "keras":
+            continue
+        try:
+            path = inspect.getsourcefile(cls)
+        except TypeError:
+            path = None
+        if path and Path(path).is_file():
+            out[f"{cls.__module__}.{cls.__qualname__}"] = _sha256(path)
+    return out
 
 
 def meta(subject: Subject) -> dict:

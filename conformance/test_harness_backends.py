@@ -1,0 +1,70 @@
+"""What the harness records on this backend is what the layer does: an error raised in `call()` as the layer
+raised it, and a layer traced with unknown sizes called as it is called eagerly (its mask included). Run in
+every tests-<backend> session."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from conformance.harness import BadInput, Input, Subject
+from conformance.harness.record import Run
+
+MESSAGE = "Expected the last axis to be 5. Received: shape=(3, 4)"
+
+
+class Checked(keras.layers.Layer):
+    """A correct layer that checks its input in `call()`, as layers do."""
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(5, 2), name="kernel")
+
+    def call(self, x):
+        if x.shape[-1] != 5:
+            raise ValueError(f"Expected the last axis to be 5. Received: shape={tuple(x.shape)}")
+        return ops.einsum("...i,ij->...j", x, self.kernel)
+
+
+def test_an_error_raised_in_call_is_recorded_as_the_layer_raised_it():
+    bad = BadInput("narrow", inputs=Input((3, 4)), message=MESSAGE)
+    run = Run(Subject("checked", layer=Checked, inputs=Input((3, 5)), bad_inputs=[bad]))
+    run.bad_input(bad)
+    entry = run.checks["errors/narrow"]
+    assert (entry["type"], entry["own"], entry["origin"]) == ("ValueError", MESSAGE, "layer"), entry
+    assert entry["wrapper"].startswith("Exception encountered when calling Checked.call();"), entry["wrapper"]
+
+
+class Masked(keras.layers.Layer):
+    """Zeroes the masked steps; its call leaves torch.compile's graph for a moment, as Keras's RNN loops do."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, x, mask=None):
+        if keras.backend.backend() == "torch":
+            import torch
+
+            torch._dynamo.graph_break()
+        return x if mask is None else x * ops.expand_dims(ops.cast(mask, x.dtype), -1)
+
+
+def test_a_masked_layer_traced_with_unknown_sizes_gets_its_mask():
+    """The trace with unknown sizes computes what the eager call does, the mask included: on torch the harness
+    once traced layers whose call breaks the graph without their mask (`i in masked`, a captured list of ints,
+    is False under torch.compile(dynamic=True): pytorch/pytorch#153366; Bidirectional(GRU) was 0.47 off)."""
+    keras.utils.set_random_seed(0)
+    run = Run(Subject("masked", layer=Masked, inputs=Input((2, 6, 4), mask=0.5)))
+    layer = run.built_layer()
+    run.unknown_sizes(layer)
+    for sizes, eager in (("declared", run.call(layer, run.tensors())), ("grown", None)):
+        entry = run.checks[f"unknown-sizes/{sizes}"]
+        want = (
+            run.checks["unknown-sizes/eager-grown"]
+            if eager is None
+            else {"values": run.backend.to_numpy(eager).ravel()}
+        )
+        # one product per element, the same kernel eagerly and traced: equal
+        np.testing.assert_array_equal(entry["values"], want["values"], err_msg=f"unknown-sizes/{sizes}")
+    assert 0.0 in run.checks["unknown-sizes/declared"]["values"]  # the mask was applied
