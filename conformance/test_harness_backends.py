@@ -68,3 +68,14 @@ def test_a_masked_layer_traced_with_unknown_sizes_gets_its_mask():
         # one product per element, the same kernel eagerly and traced: equal
         np.testing.assert_array_equal(entry["values"], want["values"], err_msg=f"unknown-sizes/{sizes}")
     assert 0.0 in run.checks["unknown-sizes/declared"]["values"]  # the mask was applied
+
+
+def test_weight_paths_do_not_depend_on_what_the_process_made_before():
+    """Keras names sublayers from a per-process counter: a subject's weights read the same whatever ran before."""
+    subject = Subject(
+        "pair", layer=lambda **kwargs: keras.Sequential([keras.layers.Dense(2)], **kwargs), inputs=Input((3, 4))
+    )
+    first = Run(subject)
+    paths = [v.path for v in first.built_layer().weights]
+    keras.layers.Dense(3)  # another layer made in between, as another subject's checks would
+    assert [v.path for v in Run(subject).built_layer().weights] == paths

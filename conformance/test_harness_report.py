@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conformance.harness import compare, declaration, record
+from conformance.harness import compare, declaration, record, selftest
 from conformance.harness.declaration import BACKENDS, POLICIES, SAME_ON_EVERY_BACKEND, Divergence, Input, Subject
 
 META = {
@@ -647,3 +647,62 @@ def test_a_backend_without_a_mask_where_the_others_agree_on_one_is_blamed_alone(
     result = _report(tmp_path, records)
     assert [b for b in BACKENDS if _cell(result, "mask", b)[0] == "FAIL"] == ["tensorflow"]
     assert "by majority" in _cell(result, "mask", "tensorflow")[1][0]
+
+
+def test_the_self_test_plants_one_subject_per_defect_and_judges_where_the_report_failed():
+    """`selftest.planted` makes a baseline and one subject per defect, each on one backend and running only the
+    checks it shows in; `selftest.evaluate` calls a defect caught only when its check fails on that backend and
+    nowhere else, and says why when it is not."""
+
+    class Layer:  # a stand-in: planting wraps the class, it never calls it here
+        pass
+
+    subject = Subject("s", layer=Layer, inputs=Input((2, 3)), skip={"saved": "not saved"})
+    planted = selftest.planted([subject])
+    names = [s.name for s in planted]
+    assert names[0] == "s--baseline" and len(names) == 1 + len(selftest.DEFECTS)
+    assert {name.split("--")[2] for name in names[1:]} == set(BACKENDS)  # planted on every backend in turn
+    mask = next(s for s in planted if s.name.startswith("s--mask-dropped--"))
+    assert (
+        "mask" not in mask.skip and mask.skip["policies"].startswith("self-test") and mask.skip["saved"] == "not saved"
+    )
+
+    def cells(**failing):
+        return {
+            check: {b: ["FAIL" if b in failing.get(check, ()) else "PASS", []] for b in BACKENDS}
+            for check in ("forward", "mask")
+        }
+
+    meta = {"skip": {}, "bad_inputs": {}}
+    result = {
+        "subjects": {
+            "s--baseline": {"cells": cells(), "meta": meta},
+            "s--output-off--torch": {"cells": cells(forward=["torch"]), "meta": meta},
+            "s--mask-dropped--jax": {"cells": cells(mask=["jax", "torch"]), "meta": meta},
+            "s--error-text--jax": {"cells": cells(), "meta": meta},
+            "s--lost-size--tensorflow": {"cells": cells(), "meta": meta},
+        }
+    }
+    records = {"tensorflow": {"record": {"subjects": {"s--lost-size--tensorflow": {"planted_fired": ["lost-size"]}}}}}
+    verdicts = selftest.evaluate(result, records)["s"]
+    assert verdicts["output-off"]["verdict"] == "caught"
+    assert verdicts["mask-dropped"]["verdict"] == "MISFILED" and "mask on torch" in verdicts["mask-dropped"]["why"]
+    assert verdicts["error-text"] == {
+        **verdicts["error-text"],
+        "verdict": "not caught",
+        "why": "the subject declares no bad inputs",
+    }
+    assert verdicts["lost-size"]["verdict"] == "MISSED"  # it took effect, and the report saw nothing
+    assert selftest.render({"s": verdicts}).endswith("SELF-TEST: FAIL")
+
+
+def test_an_output_in_the_wrong_dtype_blames_that_backend_alone(tmp_path):
+    """torch returns float32 under the float16 policy (its values float16's): torch fails on its dtype, and the
+    backends that agree with it to float16's precision are not blamed for the rounding its dtype lacks."""
+    records = _records()
+    entry = records[("torch", "record")]["subjects"]["dense"]["checks"]["policies/float16"]
+    entry["dtype"] = "float32"
+    tensorflow = records[("tensorflow", "record")]["subjects"]["dense"]["checks"]["policies/float16"]
+    tensorflow["values"] = [v * (1 + 2.0**-11) for v in tensorflow["values"]]  # a rounding apart
+    result = _report(tmp_path, records)
+    assert [b for b in BACKENDS if _cell(result, "policies/float16", b)[0] == "FAIL"] == ["torch"]

@@ -91,6 +91,9 @@ class Run:
 
         from conformance.harness import backends as backend
 
+        # Keras names layers from a per-process counter (`dense_58`): each subject starts from a clear session, so
+        # its weights' paths depend on the subject alone, never on what the process ran before
+        keras.backend.clear_session()
         self.keras, self.backend, self.subject = keras, backend, subject
         self.checks: dict[str, dict] = {}
         self.sources: dict[str, str] = {}  # the layer's source files (`layer_sources`)
