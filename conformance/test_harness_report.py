@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 
@@ -374,6 +375,7 @@ def test_drawn_arguments_expand_into_one_subject_per_draw_the_same_in_every_proc
     resolved from its arguments, and the same draws in a fresh process (each backend draws in its own)."""
     code = """
 import json
+import os
 from hypothesis import strategies as st
 from conformance.harness import Input, Subject, Tolerance
 subject = Subject(
@@ -706,3 +708,22 @@ def test_an_output_in_the_wrong_dtype_blames_that_backend_alone(tmp_path):
     tensorflow["values"] = [v * (1 + 2.0**-11) for v in tensorflow["values"]]  # a rounding apart
     result = _report(tmp_path, records)
     assert [b for b in BACKENDS if _cell(result, "policies/float16", b)[0] == "FAIL"] == ["torch"]
+
+
+def test_a_layer_declared_in_the_declaration_file_has_one_name_in_every_process(tmp_path):
+    """The records name a layer's classes by module: the declaration file's module must not be named from
+    Python's per-process salted hash, or every backend's process names the same class differently."""
+    path = tmp_path / "my_subjects.py"
+    path.write_text(
+        "from conformance.harness import Input, Subject\n"
+        "class Mine:\n    pass\n"
+        "SUBJECTS = [Subject('mine', layer=Mine, inputs=Input((2, 3)))]\n"
+    )
+    script = f"from conformance.harness import declaration; print(declaration.load({str(path)!r})[0].layer.__module__)"
+    names = {
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed}
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(names) == 1 and names.pop().startswith("_conformance_subjects_")

@@ -37,7 +37,8 @@ def harness_path(folder: Path) -> str:
         return str(package.parent)
 
 
-def run_phase(backend: str, phase: str, args, python: str) -> int:
+def phase_command(backend: str, phase: str, args, python: str) -> tuple[list[str], dict]:
+    """The command and environment of one backend's process for `phase`."""
     path = [args.harness_path, os.environ.get("PYTHONPATH", "")]
     env = {
         **os.environ,
@@ -50,11 +51,35 @@ def run_phase(backend: str, phase: str, args, python: str) -> int:
     command += ["--run", args.run] + (["--plant"] if getattr(args, "plant", False) else [])
     for name in args.only or []:
         command += ["--only", name]
-    started = time.perf_counter()
-    status = subprocess.run(command, env=env).returncode
-    if phase != "check":
-        print(f"harness: {backend} {phase} phase: exit {status}, {time.perf_counter() - started:.0f} s", flush=True)
-    return status
+    return command, env
+
+
+def run_phase(backend: str, phase: str, args, python: str) -> int:
+    """One backend's process for `phase`, its output passed through."""
+    command, env = phase_command(backend, phase, args, python)
+    return subprocess.run(command, env=env).returncode
+
+
+def run_backends(phase: str, args, pythons: dict) -> None:
+    """`phase` on every backend, at most `args.jobs` processes at once (their records do not depend on each
+    other's), each one's output printed whole when it ends."""
+    pending, running = list(BACKENDS), []
+    while pending or running:
+        while pending and len(running) < max(1, args.jobs):
+            backend = pending.pop(0)
+            command, env = phase_command(backend, phase, args, pythons[backend])
+            log = tempfile.TemporaryFile()
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            running.append((backend, process, log, time.perf_counter()))
+        time.sleep(0.2)
+        for item in [r for r in running if r[1].poll() is not None]:
+            backend, process, log, started = item
+            running.remove(item)
+            log.seek(0)
+            sys.stdout.write(log.read().decode(errors="replace"))
+            log.close()
+            seconds = time.perf_counter() - started
+            print(f"harness: {backend} {phase} phase: exit {process.returncode}, {seconds:.0f} s", flush=True)
 
 
 def run_all(args, pythons: dict) -> int:
@@ -72,9 +97,8 @@ def run_all(args, pythons: dict) -> int:
         if run_phase(BACKENDS[0], "check", args, pythons[BACKENDS[0]]) != 0:
             print("harness: the declaration cannot run (above); no backend was started", file=sys.stderr)
             return 2
-        for phase in ("record", "load"):
-            for backend in BACKENDS:
-                run_phase(backend, phase, args, pythons[backend])
+        for phase in ("record", "load"):  # every backend's record phase before any load phase (it loads their files)
+            run_backends(phase, args, pythons)
     return 0
 
 
@@ -107,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the interpreter to run BACKEND with (default: this one)",
     )
     parser.add_argument("--only", action="append", help="only this subject (repeatable)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(len(BACKENDS), os.cpu_count() or 1),
+        help="backend processes at once (default: one per core, at most one per backend)",
+    )
     args = parser.parse_args(argv)
     pythons = dict.fromkeys(BACKENDS, sys.executable)
     for item in args.python:

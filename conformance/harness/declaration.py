@@ -10,6 +10,7 @@ and knows no layer; a subject knows no check.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import importlib.util
 import math
@@ -392,7 +393,8 @@ def load(path: str | Path) -> list[Subject]:
     path = Path(path).resolve()
     if not path.is_file():
         raise DeclarationError(f"no declaration file at {path}: give the path of a Python file that defines SUBJECTS")
-    module_name = f"_conformance_subjects_{abs(hash(str(path)))}"
+    # the same name in every process (str's hash is salted per process): the records name the layer's classes
+    module_name = "_conformance_subjects_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or path.suffix != ".py":
         raise DeclarationError(f"{path} is not a Python file (.py): a declaration is Python that defines SUBJECTS")
