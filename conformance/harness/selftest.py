@@ -332,10 +332,11 @@ def _float32_exact(values) -> bool:
 
 
 def _shown(cells: dict, target: str, backend: str) -> str:
-    rows = {c: row.get(backend) for c, row in cells.items() if _family(c).startswith(target)}
+    """What the report said of the defect's check on the planted backend (for a MISSED verdict)."""
+    rows = {c: row[backend] for c, row in cells.items() if _family(c).startswith(target) and backend in row}
     if not rows:
         return f"no {target} row on {backend}"
-    return "; ".join(f"{c}: {s}" + (f" ({'; '.join(n)})" if n else "") for c, (s, n) in rows.items() if True)
+    return "; ".join(f"{c}: {s}" + (f" ({'; '.join(n)})" if n else "") for c, (s, n) in rows.items())
 
 
 def render(verdicts: dict) -> str:
