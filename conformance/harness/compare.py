@@ -27,7 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance.harness.declaration import BACKENDS, POLICIES, SAME_ON_EVERY_BACKEND, UNIT_ROUNDOFF, Tolerance
+from conformance.harness.declaration import (
+    BACKENDS,
+    POLICIES,
+    SAME_ON_EVERY_BACKEND,
+    UNIT_ROUNDOFF,
+    Tolerance,
+    default_tolerance,
+)
 
 PHASES = ("record", "load")
 # What a backend records as the reference of its own other rows, never judged itself.
@@ -101,8 +108,7 @@ class Judge:
         if tolerance:
             self.tolerance = Tolerance(tolerance["reduction"], f"declared: {tolerance['reason']}", tolerance["ulps"])
         else:
-            n = sum(int(s["shape"][-1]) for s in meta["inputs"] if s["shape"]) + 2
-            self.tolerance = Tolerance(n, "default: the inputs' last axes summed, plus 2 (declare `tolerance=`)")
+            self.tolerance = default_tolerance([s["shape"] for s in meta["inputs"]])
         self.positions = _positions([s["shape"] for s in meta["inputs"]])
         self.cells: dict[str, dict[str, list]] = {}  # check -> backend -> [status, detail]
         self.notes: dict[str, dict] = {}  # what a reader should know that is not a verdict
@@ -628,8 +634,10 @@ def _raised_text(entry: dict) -> str:
     return text
 
 
-def build(folder: str | Path) -> dict:
-    records, problems = read(folder)
+def build(folder: str | Path, read_records: tuple[dict, list[str]] | None = None) -> dict:
+    """The report of the records in `folder` (`read_records`: what `read(folder)` returned, if already read)."""
+    records, problems = read_records or read(folder)
+    problems = list(problems)
     subjects = {}
     names = sorted({n for phases in records.values() for r in phases.values() for n in r["subjects"]})
     for name in names:

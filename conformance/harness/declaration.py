@@ -96,6 +96,12 @@ class Tolerance:
         return f"(gamma({self.reduction}){extra}) * max|reference|: {self.reason}"
 
 
+def default_tolerance(shapes) -> Tolerance:
+    """The tolerance of a subject that declares none: the inputs' last axes summed, plus 2, as the reduction."""
+    n = sum(int(shape[-1]) for shape in shapes if len(shape)) + 2
+    return Tolerance(n, "default: the inputs' last axes summed, plus 2 (declare `tolerance=`)")
+
+
 @dataclasses.dataclass(frozen=True)
 class BadInput:
     """An input (or constructor argument) the layer must reject. `inputs` replaces the subject's inputs

@@ -530,21 +530,20 @@ _KERAS_CALL = re.compile(
 )
 
 
-def keras_call_error(exc: BaseException) -> tuple[BaseException, str]:
+def keras_call_error(exc: BaseException) -> tuple[BaseException, str, str]:
     """The exception the layer raised and the part Keras added, for an error raised inside a layer's `call()`:
     Keras re-raises it with "Exception encountered when calling X.call()", the message in bold (ANSI codes),
     and the call's arguments, printed as each backend prints tensors. Those are Keras's words, not the layer's:
-    the layer's own exception is the one Keras re-raised (`__context__`), else the bold part of the text. For
-    any other exception, itself and ""."""
-    message = str(exc)
-    match = _KERAS_CALL.match(message)
+    the layer's own exception is the one Keras re-raised (`__context__`), else the bold part of the text.
+    Returns that exception, its own text and Keras's part; for any other exception, itself, its text and ""."""
+    match = _KERAS_CALL.match(str(exc))
     if match is None:
-        return exc, ""
+        return exc, _text(exc), ""
     keras_part = f"Exception encountered when calling {match['name']}; {match['arguments']}"
     inner = exc.__context__
     if getattr(exc, "_keras_call_info_injected", False) and inner is not None and _text(inner) == match["own"]:
-        return inner, keras_part
-    return exc, keras_part  # the same type; its own text is the bold part (see `describe_exception`)
+        return inner, match["own"], keras_part
+    return exc, match["own"], keras_part  # the same type, Keras's text around it
 
 
 def _text(exc: BaseException) -> str:
@@ -560,10 +559,7 @@ def describe_exception(exc: BaseException) -> dict:
     - `origin`: whether the type is a backend library's, Keras's or the layer's (anything else);
     - `causes`: the exceptions it was raised from (`raise ... from`), innermost last, each "Type: text";
     - `where`: the file and line it was raised at (the innermost frame)."""
-    layer_exc, wrapper = keras_call_error(exc)
-    own = _text(layer_exc)
-    if wrapper and layer_exc is exc:
-        own = _KERAS_CALL.match(str(exc))["own"]
+    layer_exc, own, wrapper = keras_call_error(exc)
     module = type(layer_exc).__module__.split(".")[0]
     origin = (
         "backend" if module in ("jax", "jaxlib", "torch", "tensorflow") else "keras" if module == "keras" else "layer"

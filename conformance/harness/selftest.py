@@ -22,7 +22,8 @@ import functools
 import json
 from pathlib import Path
 
-from conformance.harness.declaration import BACKENDS, CHECKS, Subject, Tolerance
+from conformance.harness.compare import _family
+from conformance.harness.declaration import BACKENDS, CHECKS, Subject, default_tolerance
 
 # defect -> (what it plants, the checks it runs with, the check family that must fail)
 DEFECTS = {
@@ -57,7 +58,7 @@ def planted(subjects: list[Subject]) -> list[Subject]:
             candidates = [BACKENDS[(i + k + j) % len(BACKENDS)] for j in range(len(BACKENDS))]
             backend = next((b for b in candidates if b not in diverging), candidates[0])
             name = f"{subject.name}{SEPARATOR}{defect}{SEPARATOR}{backend}"
-            factory = functools.partial(_make_planted, subject.layer, defect, backend, _offset(subject))
+            factory = functools.partial(_make_planted, subject.make_layer, defect, backend, _offset(subject))
             out.append(_restricted(dataclasses.replace(subject, layer=factory), name, checks))
     return out
 
@@ -73,32 +74,19 @@ def _restricted(subject: Subject, name: str, checks) -> Subject:
     return dataclasses.replace(subject, name=name, skip=skip, divergences=divergences)
 
 
-def _family(check: str) -> str:
-    head = check.split("/")[0].split(".")[0]
-    return "/".join(check.split("/")[:2]).split(".")[0] if head in ("policies", "training", "saved") else head
-
-
 def _offset(subject: Subject) -> float:
     """8 float32 tolerances of the subject's forward pass, relative to its largest output."""
-    tolerance = subject.tolerance
-    if tolerance is None:  # the report's default
-        n = sum(int(s.shape[-1]) for s in subject.input_list() if s.shape) + 2
-        tolerance = Tolerance(n, "default")
+    tolerance = subject.tolerance or default_tolerance([s.shape for s in subject.input_list()])
     return 8 * tolerance.atol("float32", 1.0)
 
 
-def _make_planted(layer, defect: str, backend: str, offset: float, **kwargs):
-    """The subject's layer made as it would be, then given a class that plants `defect` on `backend`."""
-    import importlib
-
+def _make_planted(make_layer, defect: str, backend: str, offset: float, **kwargs):
+    """The subject's layer made as it would be (`make_layer`, the subject's), then given a class that plants
+    `defect` on `backend`."""
     import keras
 
-    factory = layer
-    if isinstance(factory, str):
-        module, _, attribute = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attribute)
     try:
-        made = factory(**kwargs)
+        made = make_layer(**kwargs)
     except Exception as exc:
         if defect.startswith("error-") and keras.backend.backend() == backend:
             raise _altered(exc, defect, backend) from None
@@ -221,8 +209,7 @@ def _altered(exc: BaseException, defect: str, backend: str) -> BaseException:
     """The layer's own exception with its text (error-text) or its type (error-type) changed."""
     from conformance.harness.record import keras_call_error
 
-    inner, _ = keras_call_error(exc)
-    text = str(inner)
+    inner, text, _ = keras_call_error(exc)
     FIRED.add(defect)
     if defect == "error-text":
         try:
@@ -339,13 +326,22 @@ def _shown(cells: dict, target: str, backend: str) -> str:
     return "; ".join(f"{c}: {s}" + (f" ({'; '.join(n)})" if n else "") for c, (s, n) in rows.items())
 
 
+def faults(verdicts: dict) -> list[str]:
+    """The planted defects the harness missed or blamed on another backend: its own faults."""
+    return [f"{s}: {d}" for s, ds in verdicts.items() for d, v in ds.items() if v["verdict"] in ("MISSED", "MISFILED")]
+
+
+def passed(verdicts: dict) -> bool:
+    return bool(verdicts) and not faults(verdicts)
+
+
 def render(verdicts: dict) -> str:
     lines = []
     for subject, defects in verdicts.items():
         lines.append(f"## {subject}")
         for defect, v in defects.items():
             lines.append(f"  {v['verdict']:<11} {defect:<19} on {v['backend']:<11} {v['why']}")
-    bad = [f"{s}: {d}" for s, ds in verdicts.items() for d, v in ds.items() if v["verdict"] in ("MISSED", "MISFILED")]
+    bad = faults(verdicts)
     counts = {}
     for ds in verdicts.values():
         for v in ds.values():
@@ -354,7 +350,7 @@ def render(verdicts: dict) -> str:
     lines.append("  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     if bad:
         lines.append("  the harness missed or misfiled: " + "; ".join(bad))
-    lines.append(f"SELF-TEST: {'PASS' if verdicts and not bad else 'FAIL'}")
+    lines.append(f"SELF-TEST: {'PASS' if passed(verdicts) else 'FAIL'}")
     return "\n".join(lines)
 
 
