@@ -9,7 +9,8 @@ import numpy as np
 from keras import ops
 
 from conformance.harness import BadInput, Input, Subject
-from conformance.harness.record import Run
+from conformance.harness.checks import errors, unknown_sizes
+from conformance.harness.run import Run
 
 MESSAGE = "Expected the last axis to be 5. Received: shape=(3, 4)"
 
@@ -29,7 +30,7 @@ class Checked(keras.layers.Layer):
 def test_an_error_raised_in_call_is_recorded_as_the_layer_raised_it():
     bad = BadInput("narrow", inputs=Input((3, 4)), message=MESSAGE)
     run = Run(Subject("checked", layer=Checked, inputs=Input((3, 5)), bad_inputs=[bad]))
-    run.bad_input(bad)
+    errors.observe_one(run, bad)
     entry = run.checks["errors/narrow"]
     assert (entry["type"], entry["own"], entry["origin"]) == ("ValueError", MESSAGE, "layer"), entry
     assert entry["wrapper"].startswith("Exception encountered when calling Checked.call();"), entry["wrapper"]
@@ -57,7 +58,8 @@ def test_a_masked_layer_traced_with_unknown_sizes_gets_its_mask():
     keras.utils.set_random_seed(0)
     run = Run(Subject("masked", layer=Masked, inputs=Input((2, 6, 4), mask=0.5)))
     layer = run.built_layer()
-    run.unknown_sizes(layer)
+    unknown_sizes.observe(run, layer, run.tensors())
+    assert unknown_sizes.NAME not in run.checks, run.checks[unknown_sizes.NAME]  # the step did not raise
     for sizes, eager in (("declared", run.call(layer, run.tensors())), ("grown", None)):
         entry = run.checks[f"unknown-sizes/{sizes}"]
         want = (

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from conformance.harness import compare, declaration, record, selftest
+from conformance.harness import compare, declaration, run, selftest
 from conformance.harness.declaration import BACKENDS, POLICIES, SAME_ON_EVERY_BACKEND, Divergence, Input, Subject
 
 META = {
@@ -200,14 +200,14 @@ def test_the_layers_own_exception_is_recorded_without_keras_s_wrapper():
 
     with pytest.raises(RuntimeError) as info:
         keras_reraise()
-    described = record.describe_exception(info.value)
+    described = run.describe_exception(info.value)
     assert (described["type"], described["own"], described["origin"]) == ("ValueError", own, "layer")
     assert described["wrapper"].startswith("Exception encountered when calling Checked.call();")
     assert "x=torch.Tensor" in described["wrapper"]
     try:
         raise ValueError("outer") from KeyError("the root cause")
     except ValueError as exc:
-        assert record.describe_exception(exc)["causes"] == ["KeyError: 'the root cause'"]
+        assert run.describe_exception(exc)["causes"] == ["KeyError: 'the root cause'"]
 
 
 def test_a_size_the_symbolic_call_loses_fails(tmp_path):
@@ -727,3 +727,22 @@ def test_a_layer_declared_in_the_declaration_file_has_one_name_in_every_process(
         for seed in ("1", "2")
     }
     assert len(names) == 1 and names.pop().startswith("_conformance_subjects_")
+
+
+def test_every_check_is_one_unit_that_owns_its_rows():
+    """Each check module observes and judges its own rows: a row head claimed by two checks would be judged by
+    whichever registered last; a check without `observe` or `judge` would record or judge nothing of its own."""
+    from conformance.harness import checks
+
+    heads = [row for check in checks.CHECKS for row in check.ROWS]
+    assert len(heads) == len(set(heads)), heads
+    for check in checks.CHECKS:
+        assert check.ROWS[0] == check.NAME, check.__name__
+        assert callable(check.observe) and callable(check.judge), check.__name__
+        assert (check.__doc__ or "").startswith(f"{check.NAME}: "), f"{check.__name__}: its docstring is its rule"
+        for row in (check.NAME, f"{check.NAME}/x", f"{check.NAME}.1"):
+            assert checks.owner(row) is check, row
+    assert declaration.CHECKS == checks.NAMES
+    # a name the declaration accepts in skip= is one the record phase skips, and the report lists it in order
+    Subject("s", layer=lambda **kw: None, inputs=Input((2, 3)), skip=dict.fromkeys(checks.NAMES, "reason"))
+    assert sorted(checks.NAMES, key=checks.order) == list(checks.NAMES)

@@ -13,40 +13,29 @@ import dataclasses
 import hashlib
 import importlib
 import importlib.util
-import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-# Every dtype policy Keras offers for floating-point layers: (compute dtype, variable dtype).
-POLICIES = {
-    "float16": ("float16", "float16"),
-    "bfloat16": ("bfloat16", "bfloat16"),
-    "float32": ("float32", "float32"),
-    "float64": ("float64", "float64"),
-    "mixed_float16": ("float16", "float32"),
-    "mixed_bfloat16": ("bfloat16", "float32"),
-}
-BACKENDS = ("jax", "torch", "tensorflow")
-# Half the distance from 1 to the next float: the most one rounding to nearest can be off, relatively.
-UNIT_ROUNDOFF = {"float16": 2.0**-11, "bfloat16": 2.0**-8, "float32": 2.0**-24, "float64": 2.0**-53}
-# The checks, in the order the report lists them. A subject leaves one out with `skip={check: reason}`.
-CHECKS = (
-    "weights",
-    "forward",
-    "compiled",
-    "unknown-sizes",
-    "symbolic",
-    "gradients",
-    "mask",
-    "policies",
-    "config",
-    "saved",
-    "training",
-    "errors",
+from conformance.harness.terms import (  # noqa: F401 (the declaration's vocabulary, importable from here)
+    BACKENDS,
+    POLICIES,
+    SAME_ON_EVERY_BACKEND,
+    UNIT_ROUNDOFF,
+    Tolerance,
+    default_tolerance,
 )
-SAME_ON_EVERY_BACKEND = "the same on every backend"
+
+
+def __getattr__(name: str):
+    """`CHECKS`: the checks' names, in the order the report lists them (`conformance.harness.checks`, imported
+    when first asked for: the checks' modules use this one). A subject leaves one out with `skip={check: reason}`."""
+    if name == "CHECKS":
+        from conformance.harness.checks import NAMES
+
+        return NAMES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,36 +62,6 @@ class Input:
 
 
 @dataclasses.dataclass(frozen=True)
-class Tolerance:
-    """How far a result may be from its reference, and why: elementwise
-    `atol = (gamma(reduction, u) + ulps * u) * scale`, with `u` the unit roundoff of the dtype compared,
-    `gamma(n, u) = n u / (1 - n u)` (the bound on a sum of n rounded terms), and `scale` the largest magnitude
-    of the reference (`max |reference|`). `reduction` is the longest chain of roundings behind one output
-    element (for Dense, its input features plus one); `ulps` an allowance for functions that are not
-    correctly rounded (exp, tanh: a few units each). The reason is printed in the report."""
-
-    reduction: int
-    reason: str
-    ulps: float = 0.0
-
-    def atol(self, dtype: str, scale: float) -> float:
-        u = UNIT_ROUNDOFF.get(dtype, 0.0)
-        nu = self.reduction * u
-        gamma = math.inf if nu >= 1 else nu / (1 - nu)
-        return (gamma + self.ulps * u) * scale
-
-    def describe(self) -> str:
-        extra = f" + {self.ulps:g} u" if self.ulps else ""
-        return f"(gamma({self.reduction}){extra}) * max|reference|: {self.reason}"
-
-
-def default_tolerance(shapes) -> Tolerance:
-    """The tolerance of a subject that declares none: the inputs' last axes summed, plus 2, as the reduction."""
-    n = sum(int(shape[-1]) for shape in shapes if len(shape)) + 2
-    return Tolerance(n, "default: the inputs' last axes summed, plus 2 (declare `tolerance=`)")
-
-
-@dataclasses.dataclass(frozen=True)
 class BadInput:
     """An input (or constructor argument) the layer must reject. `inputs` replaces the subject's inputs
     (`Input`s, drawn as theirs are) and `args` updates its constructor arguments. `error` is the exception
@@ -114,6 +73,10 @@ class BadInput:
     message: str = SAME_ON_EVERY_BACKEND
     inputs: Sequence[Input] | Mapping[str, Input] | Input | None = None
     args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def input_list(self) -> list[Input] | None:
+        """Its inputs as a list (None: the subject's own)."""
+        return None if self.inputs is None else input_list(self.inputs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +168,9 @@ class Subject:
         ids = [b.id for b in self.bad_inputs]
         if len(set(ids)) != len(ids):
             raise ValueError(f"Subject {self.name!r}: every BadInput needs an id of its own. Received: {ids}")
+        from conformance.harness.checks import DIVERGING
+        from conformance.harness.checks import NAMES as CHECKS
+
         unknown = sorted(set(self.skip) - set(CHECKS))
         if unknown:
             raise ValueError(f"Subject {self.name!r}: unknown checks in skip: {unknown}; the checks are {CHECKS}")
@@ -220,7 +186,7 @@ class Subject:
                     f"{BACKENDS}"
                 )
             head = divergence.check.split("/")[0].split(".")[0]
-            if head not in (*CHECKS, "gradients-float64"):
+            if head not in DIVERGING:
                 raise ValueError(
                     f"Subject {self.name!r}: divergence on unknown check {divergence.check!r}: a check is named as "
                     f"the report names it, starting with one of {CHECKS} (e.g. 'policies/float64', 'gradients/kernel')"

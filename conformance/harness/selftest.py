@@ -22,7 +22,7 @@ import functools
 import json
 from pathlib import Path
 
-from conformance.harness.compare import _family
+from conformance.harness.checks import family as _family
 from conformance.harness.declaration import BACKENDS, CHECKS, Subject, default_tolerance
 
 # defect -> (what it plants, the checks it runs with, the check family that must fail)
@@ -207,7 +207,7 @@ def _tracing(t) -> bool:
 
 def _altered(exc: BaseException, defect: str, backend: str) -> BaseException:
     """The layer's own exception with its text (error-text) or its type (error-type) changed."""
-    from conformance.harness.record import keras_call_error
+    from conformance.harness.run import keras_call_error
 
     inner, text, _ = keras_call_error(exc)
     FIRED.add(defect)
