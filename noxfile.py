@@ -322,6 +322,15 @@ def harness(session: nox.Session) -> None:
     run_harness(session, files, REPORTS / "harness", pythons)
 
 
+# Each subject file's stored fixtures (conformance/harness/checks/fixtures.py): golden/harness/<stem>/<subject>.json.
+GOLDEN_HARNESS = ROOT / "golden" / "harness"
+
+
+def _stem(path: str) -> str:
+    """A subject file's name in reports/ and golden/: its folder's for `<folder>/subjects.py`, else its stem."""
+    return Path(path).parent.name if Path(path).stem == "subjects" else Path(path).stem
+
+
 def run_harness(
     session: nox.Session, files: list[str], reports: Path, pythons: list[str] = (), env: dict[str, str] | None = None
 ) -> None:
@@ -331,7 +340,7 @@ def run_harness(
     for path in files:
         # a private KERAS_HOME, as in the test sessions: the user's keras.json never leaks in; a subject's folder
         # (conformance/subjects/hyperzzw/subjects.py) names its report by the folder
-        stem = Path(path).parent.name if Path(path).stem == "subjects" else Path(path).stem
+        stem = _stem(path)
         for command, out in (((), reports / stem), (("selftest",), reports.parent / "selftest" / reports.name / stem)):
             session.run(
                 "python",
@@ -341,6 +350,7 @@ def run_harness(
                 path,
                 "--out",
                 str(out),
+                f"--fixtures={GOLDEN_HARNESS / stem}",
                 *pythons,
                 env={"KERAS_HOME": session.create_tmp(), **(env or {})},
             )
@@ -369,18 +379,40 @@ KERASFACTORY_PACKAGES = (
 )  # fmt: skip
 
 
-@nox.session(tags=["tests", "harness"], default=False)
-def harness_kerasfactory(session: nox.Session) -> None:
-    """The harness on KerasFactory's layers, each backend in its tests-<backend> venv, KerasFactory beside them."""
-    _install_once(session, "-c", CONSTRAINTS, "numpy")
-    pythons = [f"--python={backend}={backend_python(session, backend)}" for backend in EXTRAS]
+def kerasfactory_path(session: nox.Session) -> str:
+    """KerasFactory's runtime imports in a folder of the session's venv, for the backend processes' PYTHONPATH."""
     target = Path(session.virtualenv.location) / "kerasfactory"
     kerasfactory = str(ROOT / "requirements" / "kerasfactory.txt")
     _install_once(
         session, "--no-deps", "--upgrade", "--target", str(target), "-c", kerasfactory, *KERASFACTORY_PACKAGES
     )
+    return str(target)
+
+
+@nox.session(tags=["tests", "harness"], default=False)
+def harness_kerasfactory(session: nox.Session) -> None:
+    """The harness on KerasFactory's layers, each backend in its tests-<backend> venv, KerasFactory beside them."""
+    _install_once(session, "-c", CONSTRAINTS, "numpy")
+    pythons = [f"--python={backend}={backend_python(session, backend)}" for backend in EXTRAS]
     files = session.posargs or [str(SUBJECTS / "kerasfactory_layers.py")]
-    run_harness(session, files, REPORTS / "harness", pythons, env={"PYTHONPATH": str(target)})
+    run_harness(session, files, REPORTS / "harness", pythons, env={"PYTHONPATH": kerasfactory_path(session)})
+
+
+@nox.session(tags=["golden"], default=False)
+def harness_fixtures(session: nox.Session) -> None:
+    """Write the harness's stored fixtures (golden/harness/<file>/<subject>.json) for every subject file here, or
+    the files given; each says new, unchanged, or what changed (rewritten). When numbers change on purpose."""
+    _install_once(session, "-c", CONSTRAINTS, "numpy")
+    pythons = [f"--python={backend}={backend_python(session, backend)}" for backend in EXTRAS]
+    declared = [*sorted(SUBJECTS.glob("*/subjects.py")), *sorted(SUBJECTS.glob("*.py"))]
+    files = session.posargs or [str(path) for path in declared if not path.name.startswith("_")]
+    env = {"PYTHONPATH": kerasfactory_path(session), "KERAS_HOME": session.create_tmp()}
+    for path in files:
+        out = REPORTS / "fixtures" / _stem(path)
+        fixtures = f"--fixtures={GOLDEN_HARNESS / _stem(path)}"
+        session.run(
+            "python", "-m", "conformance.harness", "fixtures", path, "--out", str(out), fixtures, *pythons, env=env
+        )
 
 
 @nox.session

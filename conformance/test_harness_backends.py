@@ -81,3 +81,41 @@ def test_weight_paths_do_not_depend_on_what_the_process_made_before():
     paths = [v.path for v in first.built_layer().weights]
     keras.layers.Dense(3)  # another layer made in between, as another subject's checks would
     assert [v.path for v in Run(subject).built_layer().weights] == paths
+
+
+def test_a_fixture_written_here_is_read_back_here_and_a_changed_declaration_is_stale(tmp_path):
+    """`python -m conformance.harness fixtures` then a run, on this backend alone: the stored outputs (the
+    oracle's, rounded to float32) within float32 tolerance of the layer's, the layer's own weights put back after;
+    other arguments than the fixture's: stale, saying which."""
+    import dataclasses
+
+    from conformance.harness import record
+    from conformance.harness.checks import fixtures
+    from conformance.harness.declaration import BACKENDS
+
+    subject = Subject(
+        "dense",
+        layer=keras.layers.Dense,
+        args={"units": 2},
+        inputs=Input((3, 4)),
+        oracle=lambda w, x: x @ w["kernel"] + w["bias"],
+    )
+    writer = Run(subject, fixtures=tmp_path)
+    fixtures.record_candidate(writer)
+    made = {"subjects": {"dense": {"checks": writer.checks, "meta": record.meta(subject)}}}
+    lines, ok = fixtures.write(dict.fromkeys(BACKENDS, made), tmp_path)
+    assert ok, lines
+    run = Run(subject, fixtures=tmp_path)
+    layer = run.built_layer()
+    own = [run.backend.to_numpy(v.value) for v in layer.weights]
+    fixtures.observe(run, layer, run.tensors())
+    got, stored = run.checks["fixtures"], run.checks["fixtures-stored"]
+    # Dense over 4 features plus the bias, in float32, and the stored rounding: gamma(6) * max|y| at most
+    scale = float(np.max(np.abs(stored["values"])))
+    assert np.max(np.abs(np.subtract(got["values"], stored["values"]))) <= 6 * 2.0**-24 * scale / (1 - 6 * 2.0**-24)
+    for variable, value in zip(layer.weights, own):
+        np.testing.assert_array_equal(run.backend.to_numpy(variable.value), value)
+    other = Run(dataclasses.replace(subject, args={"units": 3}), fixtures=tmp_path)
+    fixtures.observe(other, other.built_layer(), other.tensors())
+    assert other.checks["fixtures"]["value"].startswith("stale:"), other.checks["fixtures"]
+    assert "the arguments are {'units': '3'}" in other.checks["fixtures"]["value"]

@@ -746,3 +746,92 @@ def test_every_check_is_one_unit_that_owns_its_rows():
     # a name the declaration accepts in skip= is one the record phase skips, and the report lists it in order
     Subject("s", layer=lambda **kw: None, inputs=Input((2, 3)), skip=dict.fromkeys(checks.NAMES, "reason"))
     assert sorted(checks.NAMES, key=checks.order) == list(checks.NAMES)
+
+
+def _with_fixture(records, off_on=None, off_by=0.0):
+    """The records with a stored fixture's rows: every backend's `fixtures` output the stored one (float32), but
+    `off_on`'s, `off_by` away."""
+    stored = _numeric(REFERENCE.astype(np.float32), "float32")
+    for backend in BACKENDS:
+        checks = records[(backend, "record")]["subjects"]["dense"]["checks"]
+        checks["fixtures-stored"] = stored
+        checks["fixtures"] = _numeric(REFERENCE.astype(np.float32) + (off_by if backend == off_on else 0.0), "float32")
+    return records
+
+
+def test_the_stored_fixture_passes_and_a_backend_off_it_fails_there_alone(tmp_path):
+    result = _report(tmp_path, _with_fixture(_records()))
+    assert result["ok"], result["failing"]
+    assert "fixtures-stored" not in result["subjects"]["dense"]["cells"]  # a reference, never a row of its own
+    off = _report(tmp_path, _with_fixture(_records(), off_on="torch", off_by=1e-3))
+    assert _cell(off, "fixtures", "torch")[0] == "FAIL"
+    assert "the stored fixture" in _cell(off, "fixtures", "torch")[1][0]
+    assert [_cell(off, "fixtures", b)[0] for b in ("jax", "tensorflow")] == ["PASS", "PASS"]
+
+
+def test_a_stale_fixture_fails_and_a_missing_one_is_skip(tmp_path):
+    records = _records()
+    for backend in BACKENDS:
+        records[(backend, "record")]["subjects"]["dense"]["checks"]["fixtures"] = {
+            "kind": "text",
+            "value": "stale: f.json: the arguments are {'units': '4'}, the fixture's {'units': '3'}",
+        }
+    result = _report(tmp_path, records)
+    assert [_cell(result, "fixtures", b)[0] for b in BACKENDS] == ["FAIL"] * 3
+    assert "the arguments are" in _cell(result, "fixtures", "jax")[1][0]
+    for backend in BACKENDS:
+        records[(backend, "record")]["subjects"]["dense"]["checks"]["fixtures"]["value"] = "not applicable: no f.json"
+    result = _report(tmp_path, records)
+    assert result["ok"] and [_cell(result, "fixtures", b)[0] for b in BACKENDS] == ["SKIP"] * 3
+
+
+def _candidates(outputs: dict, source: str = "float64 run") -> dict:
+    """The `fixtures` phase's records: per backend, a candidate with these float64 outputs."""
+    records = {}
+    for backend in BACKENDS:
+        value = outputs[backend]
+        candidate = {
+            "source": source,
+            "args": {"units": "4"},
+            "inputs": [{"dtype": "float32", "shape": [3, 5], "values": [0.5] * 15}],
+            "masks": [None],
+            "weights": {"kernel": {"shape": [5, 4], "values": [0.25] * 20}},
+            "outputs": [{"shape": list(np.shape(value)), "values": np.ravel(value).tolist()}],
+        }
+        entry = value if isinstance(value, dict) else {"kind": "text", "value": json.dumps(candidate)}
+        records[backend] = {
+            "subjects": {"dense": {"checks": {"fixtures/candidate": entry}, "meta": copy.deepcopy(META)}}
+        }
+    return records
+
+
+def test_fixtures_are_written_once_and_rewritten_only_when_the_numbers_move(tmp_path):
+    from conformance.harness.checks import fixtures
+
+    path = tmp_path / "dense.json"
+    agreed = dict.fromkeys(BACKENDS, REFERENCE)
+    lines, ok = fixtures.write(_candidates(agreed), tmp_path)
+    assert ok and lines[0].split()[0] == "new", lines
+    written = path.read_bytes()
+    assert (
+        json.loads(written)["outputs"][0]["values"] == REFERENCE.astype(np.float32).astype(np.float64).ravel().tolist()
+    )
+    # the last bits of a float64 run (another machine's BLAS): nothing rewritten, the same bytes
+    lines, ok = fixtures.write(_candidates(dict.fromkeys(BACKENDS, REFERENCE * (1 + 1e-15))), tmp_path)
+    assert ok and lines[0].split()[0] == "unchanged" and path.read_bytes() == written, lines
+    # one backend's float64 run off: the median is the other two's, nothing rewritten
+    lines, ok = fixtures.write(_candidates({**agreed, "torch": REFERENCE + 1.0}), tmp_path)
+    assert ok and lines[0].split()[0] == "unchanged" and path.read_bytes() == written, lines
+    # the numbers moved (a new Keras, say): said, with the numbers, and rewritten
+    lines, ok = fixtures.write(_candidates(dict.fromkeys(BACKENDS, REFERENCE + 1e-3)), tmp_path)
+    assert ok and lines[0].split()[0] == "CHANGED" and "max |new - stored| = 0.001" in lines[0], lines
+    assert path.read_bytes() != written
+
+
+def test_no_fixture_is_written_from_a_backend_that_raised(tmp_path):
+    from conformance.harness.checks import fixtures
+
+    outputs = {**dict.fromkeys(BACKENDS, REFERENCE), "tensorflow": _raised("ValueError", "no float64 here")}
+    lines, ok = fixtures.write(_candidates(outputs), tmp_path)
+    assert not ok and "FAILED" in lines[0] and "no float64 here" in lines[0], lines
+    assert not (tmp_path / "dense.json").exists()

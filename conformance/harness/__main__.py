@@ -5,6 +5,7 @@ each backend in a process of its own, then the cross-backend report.
     python -m conformance.harness my_subjects.py --python torch=.venv-torch/bin/python ...   # a venv per backend
     python -m conformance.harness report reports/harness               # the report of records already made
     python -m conformance.harness selftest my_subjects.py              # plant defects: does the report see them?
+    python -m conformance.harness fixtures my_subjects.py              # write (or rewrite) the stored fixtures
 
 Exit status 0 when the report says PASS, 1 otherwise.
 """
@@ -49,6 +50,7 @@ def phase_command(backend: str, phase: str, args, python: str) -> tuple[list[str
     }
     command = [python, "-m", "conformance.harness.record", args.subjects, "--out", str(args.out), "--phase", phase]
     command += ["--run", args.run] + (["--plant"] if getattr(args, "plant", False) else [])
+    command += ["--fixtures", str(args.fixtures)]
     for name in args.only or []:
         command += ["--only", name]
     return command, env
@@ -82,22 +84,23 @@ def run_backends(phase: str, args, pythons: dict) -> None:
             print(f"harness: {backend} {phase} phase: exit {process.returncode}, {seconds:.0f} s", flush=True)
 
 
-def run_all(args, pythons: dict) -> int:
-    """The declaration checked once (loaded, every layer made, in the first backend's process), then the record
-    and load phases on every backend. 2 when the declaration cannot run (nothing else started), else 0."""
+def run_all(args, pythons: dict, phases=("record", "load")) -> int:
+    """The declaration checked once (loaded, every layer made, in the first backend's process), then `phases` on
+    every backend. 2 when the declaration cannot run (nothing else started), else 0."""
     if not Path(args.subjects).is_file():
         print(f"harness: no declaration file at {args.subjects}", file=sys.stderr)
         return 2
     args.run = uuid.uuid4().hex
     args.out.mkdir(parents=True, exist_ok=True)
-    for stale in [*args.out.glob("record-*.json"), *args.out.glob("load-*.json"), *args.out.glob("*/saved-*.keras")]:
+    made = [*args.out.glob("record-*.json"), *args.out.glob("load-*.json"), *args.out.glob("fixtures-*.json")]
+    for stale in [*made, *args.out.glob("*/saved-*.keras")]:
         stale.unlink()  # a previous run's record must never stand in for this one's
     with tempfile.TemporaryDirectory(prefix="conformance-harness-") as folder:
         args.harness_path = harness_path(Path(folder))
         if run_phase(BACKENDS[0], "check", args, pythons[BACKENDS[0]]) != 0:
             print("harness: the declaration cannot run (above); no backend was started", file=sys.stderr)
             return 2
-        for phase in ("record", "load"):  # every backend's record phase before any load phase (it loads their files)
+        for phase in phases:  # every backend's record phase before any load phase (it loads their files)
             run_backends(phase, args, pythons)
     return 0
 
@@ -115,9 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["report"]:
         return report(Path(argv[1] if len(argv) > 1 else "reports/harness"))
-    selftest = argv[:1] == ["selftest"]
-    if argv[:1] in (["run"], ["selftest"]):
-        argv = argv[1:]
+    command = argv[0] if argv[:1] in (["run"], ["selftest"], ["fixtures"]) else "run"
+    argv = argv[1:] if command != "run" or argv[:1] == ["run"] else argv
     parser = argparse.ArgumentParser(
         prog="python -m conformance.harness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -132,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", action="append", help="only this subject (repeatable)")
     parser.add_argument(
+        "--fixtures",
+        type=Path,
+        help="the folder of the subjects' stored fixtures, <subject>.json (default: fixtures/<file's stem>/ beside "
+        "the declaration file)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         default=min(len(BACKENDS), os.cpu_count() or 1),
@@ -144,12 +152,39 @@ def main(argv: list[str] | None = None) -> int:
         if backend not in BACKENDS or not path:
             parser.error(f"--python takes BACKEND=PATH with BACKEND one of {BACKENDS}. Received: {item!r}")
         pythons[backend] = path
-    if not selftest:
+    if args.fixtures is None:
+        args.fixtures = Path(args.subjects).parent / "fixtures" / Path(args.subjects).stem
+    args.fixtures = args.fixtures.resolve()
+    if command == "run":
         return run_all(args, pythons) or report(args.out)
+    if command == "fixtures":
+        if args.out == Path("reports/harness"):
+            args.out = Path("reports/fixtures")
+        return run_all(args, pythons, phases=("fixtures",)) or write_fixtures(args.out, args.fixtures)
     args.plant = True
     if args.out == Path("reports/harness"):
         args.out = Path("reports/selftest")
     return run_all(args, pythons) or self_test(args.out)
+
+
+def write_fixtures(folder: Path, fixtures: Path) -> int:
+    """The stored fixtures from the `fixtures` phase's records in `folder`: written where there is none, rewritten
+    where the numbers moved beyond tolerance (said per subject), kept otherwise. 0 when every subject has one."""
+    from conformance.harness.checks import fixtures as check
+
+    records = {}
+    for backend in BACKENDS:
+        path = folder / f"fixtures-{backend}.json"
+        record = json.loads(path.read_text()) if path.is_file() else None
+        if record is None or not record.get("complete"):
+            why = record.get("error", "incomplete") if record else "no record: its process died (above)"
+            print(f"harness: fixtures: {backend}: {why}; no fixture is written without every backend")
+            return 1
+        records[backend] = record
+    lines, ok = check.write(records, fixtures)
+    print(f"harness: fixtures in {fixtures}:")
+    print("\n".join(lines))
+    return 0 if ok else 1
 
 
 def self_test(folder: Path) -> int:

@@ -4,6 +4,7 @@ Run in a process of its own with `KERAS_BACKEND` set (`python -m conformance.har
 
     python -m conformance.harness.record SUBJECTS.py --out DIR --phase record   # every check but loading
     python -m conformance.harness.record SUBJECTS.py --out DIR --phase load     # the .keras files of every backend
+    python -m conformance.harness.record SUBJECTS.py --out DIR --phase fixtures # what this backend would store
 
 Each phase writes `DIR/<phase>-<backend>.json`: the backend, the versions, the declaration file's sha256, a
 run id and, per subject, every row its checks observed (`conformance.harness.checks`, each one's `observe`:
@@ -70,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("subjects", help="the declaration file")
     parser.add_argument("--out", required=True, help="the folder for records and saved files")
-    parser.add_argument("--phase", choices=["record", "load", "check"], default="record")
+    parser.add_argument("--phase", choices=["record", "load", "check", "fixtures"], default="record")
+    parser.add_argument(
+        "--fixtures", type=Path, help="the folder of the subjects' stored fixtures (checks/fixtures.py)"
+    )
     parser.add_argument("--only", action="append", help="only this subject (repeatable)")
     parser.add_argument(
         "--run",
@@ -126,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             from conformance.harness import selftest
 
             selftest.FIRED.clear()
-        run = Run(subject, out_dir)
+        run = Run(subject, out_dir, args.fixtures)
         started = time.perf_counter()
-        (record_phase if args.phase == "record" else load_phase)(run)
+        {"record": record_phase, "load": load_phase, "fixtures": checks.fixtures.record_candidate}[args.phase](run)
         record["subjects"][subject.name] = {
             "checks": run.checks,
             "meta": meta(subject),

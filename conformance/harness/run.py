@@ -71,7 +71,7 @@ class Run:
     """One subject on this backend. Every check writes its rows into `self.checks[row]`; a row whose step raises
     is recorded as raised (`attempt`: the type, the layer's own message, where it came from), and the next runs."""
 
-    def __init__(self, subject, out_dir: Path | None = None):
+    def __init__(self, subject, out_dir: Path | None = None, fixtures: Path | None = None):
         import keras
 
         from conformance.harness import backends as backend
@@ -82,6 +82,7 @@ class Run:
         self.keras, self.backend, self.subject = keras, backend, subject
         self.checks: dict[str, dict] = {}
         self.out_dir = out_dir  # where the run's files go (the `.keras` files saved and loaded)
+        self.fixtures = fixtures  # the folder of the stored fixtures (`checks.fixtures`), or None
         self.sources: dict[str, str] = {}  # the layer's source files (`layer_sources`)
         self.specs = subject.input_list()
         rng = np.random.default_rng([subject.seed, 0])

@@ -11,7 +11,7 @@ A check module defines:
 - `judge(judge, row)`: one of its rows on every backend, with the primitives of `conformance.harness.judge`
   (`judge.numeric` against a reference and between backends, `judge.same_text`, `judge.set`).
 
-And where it needs them: `load(run, folder)` (the load phase, once every backend's record phase has run),
+And where it needs them: `load(run)` (the load phase, once every backend's record phase has run: `run.out_dir`),
 `finish(judge, rows)` (after its rows), `scale_family(row)` (rows whose tolerance scales with the largest of
 them, as a weight's gradients do), `UNJUDGED` (rows recorded only as another row's reference), `ALWAYS = True`
 (observed even when the subject skips it: the other checks need it), `FAMILY_DEPTH = 2` (the report's matrix
@@ -27,6 +27,7 @@ from conformance.harness.checks import (
     compiled,
     config,
     errors,
+    fixtures,
     forward,
     gradients,
     mask,
@@ -41,6 +42,7 @@ from conformance.harness.checks import (
 CHECKS = (
     weights,
     forward,
+    fixtures,
     compiled,
     unknown_sizes,
     symbolic,

@@ -47,7 +47,6 @@ def load(run) -> None:
 def judge(judge, row: str) -> None:
     if row in (NAME, "saved/layer"):  # raised on every backend; making the layer before loading raised
         judge.same_text(row)
-    elif row.split(".")[0] != "saved/reference":
-        # a loaded model against the model the loading backend saved (the same layer, weights, inputs)
+    else:  # a loaded model against the model the loading backend saved (the same layer, weights, inputs)
         reference = judge.own("saved/reference" + judge.suffix(row), "model before saving")
         judge.numeric(row, reference, judge.tolerance)
