@@ -315,15 +315,18 @@ def harness(session: nox.Session) -> None:
     # each backend runs in its tests-<backend> venv (keras, that backend, this project), in a process of its own
     pythons = [f"--python={backend}={backend_python(session, backend)}" for backend in EXTRAS]
     # kerasfactory_layers.py needs KerasFactory on the path: `nox -s harness_kerasfactory`
-    declared = [*sorted(SUBJECTS.glob("*/subjects.py")), *sorted(SUBJECTS.glob("*.py"))]
-    files = session.posargs or [
-        str(path) for path in declared if "kerasfactory" not in path.name and not path.name.startswith("_")
-    ]
+    files = session.posargs or [path for path in subject_files() if "kerasfactory" not in Path(path).name]
     run_harness(session, files, REPORTS / "harness", pythons)
 
 
 # Each subject file's stored fixtures (conformance/harness/checks/fixtures.py): golden/harness/<stem>/<subject>.json.
 GOLDEN_HARNESS = ROOT / "golden" / "harness"
+
+
+def subject_files() -> list[str]:
+    """The declaration files in conformance/subjects/: each folder's subjects.py, then each file there."""
+    declared = [*sorted(SUBJECTS.glob("*/subjects.py")), *sorted(SUBJECTS.glob("*.py"))]
+    return [str(path) for path in declared if not path.name.startswith("_")]
 
 
 def _stem(path: str) -> str:
@@ -404,8 +407,7 @@ def harness_fixtures(session: nox.Session) -> None:
     the files given; each says new, unchanged, or what changed (rewritten). When numbers change on purpose."""
     _install_once(session, "-c", CONSTRAINTS, "numpy")
     pythons = [f"--python={backend}={backend_python(session, backend)}" for backend in EXTRAS]
-    declared = [*sorted(SUBJECTS.glob("*/subjects.py")), *sorted(SUBJECTS.glob("*.py"))]
-    files = session.posargs or [str(path) for path in declared if not path.name.startswith("_")]
+    files = session.posargs or subject_files()
     env = {"PYTHONPATH": kerasfactory_path(session), "KERAS_HOME": session.create_tmp()}
     for path in files:
         out = REPORTS / "fixtures" / _stem(path)

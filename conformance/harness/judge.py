@@ -22,7 +22,7 @@ import json
 import numpy as np
 
 from conformance.harness import checks as registry
-from conformance.harness.declaration import BACKENDS, UNIT_ROUNDOFF, Tolerance, default_tolerance
+from conformance.harness.terms import BACKENDS, UNIT_ROUNDOFF, Tolerance, declared_tolerance
 
 PASS, FAIL, KNOWN, SKIP, MISSING = "PASS", "FAIL", "KNOWN", "SKIP", "MISSING"
 
@@ -40,6 +40,19 @@ def summary(exc: dict) -> str:
     return "raised " + raised_text(exc)
 
 
+def wrapper_line(entry: dict) -> str:
+    """Keras's words around an error raised in `call()`, on one line (the arguments as one backend printed them)."""
+    return " ".join(line.strip() for line in entry["wrapper"].splitlines() if line.strip())
+
+
+def raised_text(entry: dict) -> str:
+    """An exception as the report prints it: its type and its whole message, then what it was raised from."""
+    text = f"{entry['type']}: {entry['own']}"
+    for cause in entry.get("causes", []):
+        text += f" (raised from {cause})"
+    return text
+
+
 class Judge:
     """Compares one subject's observations across backends and fills its matrix (`cells`: row -> backend ->
     [status, details]). A check's `judge(judge, row)` calls its primitives; it imports nothing of this module."""
@@ -51,26 +64,14 @@ class Judge:
         """ ".1" for the second output of a layer with several ("forward.1"), "" for a layer with one."""
         return row[len(row.split(".")[0]) :]
 
-    @staticmethod
-    def summary(entry: dict) -> str:
-        return summary(entry)
-
-    @staticmethod
-    def raised_text(entry: dict) -> str:
-        return raised_text(entry)
-
-    @staticmethod
-    def wrapper_line(entry: dict) -> str:
-        return wrapper_line(entry)
+    summary = staticmethod(summary)
+    raised_text = staticmethod(raised_text)
+    wrapper_line = staticmethod(wrapper_line)
 
     def __init__(self, name: str, observations: dict, meta: dict):
         self.name, self.obs, self.meta = name, observations, meta  # obs: {backend: {check: entry}}
         self.backends = [b for b in BACKENDS if b in observations]
-        tolerance = meta.get("tolerance")
-        if tolerance:
-            self.tolerance = Tolerance(tolerance["reduction"], f"declared: {tolerance['reason']}", tolerance["ulps"])
-        else:
-            self.tolerance = default_tolerance([s["shape"] for s in meta["inputs"]])
+        self.tolerance = declared_tolerance(meta)
         self.positions = positions([s["shape"] for s in meta["inputs"]])
         self.cells: dict[str, dict[str, list]] = {}  # check -> backend -> [status, detail]
         self.notes: dict[str, dict] = {}  # what a reader should know that is not a verdict
@@ -373,16 +374,3 @@ def positions(shapes: list) -> int:
     rank = max((len(shape) for shape in leading), default=0)
     padded = [[1] * (rank - len(shape)) + shape for shape in leading]
     return int(np.prod([max(sizes) for sizes in zip(*padded)])) if rank else 1
-
-
-def wrapper_line(entry: dict) -> str:
-    """Keras's words around an error raised in `call()`, on one line (the arguments as one backend printed them)."""
-    return " ".join(line.strip() for line in entry["wrapper"].splitlines() if line.strip())
-
-
-def raised_text(entry: dict) -> str:
-    """An exception as the report prints it: its type and its whole message, then what it was raised from."""
-    text = f"{entry['type']}: {entry['own']}"
-    for cause in entry.get("causes", []):
-        text += f" (raised from {cause})"
-    return text

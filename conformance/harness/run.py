@@ -206,10 +206,14 @@ class Run:
             return oracle(weights, *leading, **{s.name: a for s, a in zip(self.specs, arrays)}, **kwargs)
         return oracle(weights, *leading, *arrays, **kwargs)
 
+    def oracle_outputs(self, layer, arrays=None, masks=None) -> list:
+        """The subject's oracle's outputs as a list (one for a layer with one output)."""
+        out = self.call_oracle(self.subject.oracle, layer, arrays=arrays, masks=masks)
+        return list(out) if isinstance(out, (list, tuple)) else [out]
+
     def oracle(self, layer, prefix: str = "oracle", arrays=None, masks=None) -> None:
         """The subject's NumPy oracle on the same inputs and weights (float64), recorded beside the outputs."""
-        out = self.call_oracle(self.subject.oracle, layer, arrays=arrays, masks=masks)
-        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        outs = self.oracle_outputs(layer, arrays, masks)
         for i, array in enumerate(outs):
             self.checks[prefix if len(outs) == 1 else f"{prefix}.{i}"] = numeric_entry(array, "float64")
 

@@ -22,6 +22,7 @@ import functools
 import json
 from pathlib import Path
 
+from conformance.harness import checks as registry
 from conformance.harness.checks import family as _family
 from conformance.harness.declaration import BACKENDS, CHECKS, Subject, default_tolerance
 
@@ -67,10 +68,9 @@ def _restricted(subject: Subject, name: str, checks) -> Subject:
     """The subject under `name`, running only `checks` (and the layer's build, weights and forward call, which
     every run makes); its divergences on those checks only."""
     reason = "self-test: not a check this planted defect shows in"
-    skip = {**{c: reason for c in CHECKS if c not in checks and c not in ("weights", "forward")}, **subject.skip}
-    divergences = [
-        d for d in subject.divergences if d.check.split("/")[0].split(".")[0] in (*checks, "weights", "forward")
-    ]
+    kept = (*checks, *registry.ALWAYS)
+    skip = {**{c: reason for c in CHECKS if c not in kept}, **subject.skip}
+    divergences = [d for d in subject.divergences if registry.head(d.check) in kept]
     return dataclasses.replace(subject, name=name, skip=skip, divergences=divergences)
 
 

@@ -41,6 +41,10 @@ class Tolerance:
         gamma = math.inf if nu >= 1 else nu / (1 - nu)
         return (gamma + self.ulps * u) * scale
 
+    def plus(self, extra: int, why: str) -> Tolerance:
+        """This tolerance with `extra` more roundings in the chain, `why` added to its reason."""
+        return dataclasses.replace(self, reduction=self.reduction + extra, reason=f"{self.reason}; {why}")
+
     def describe(self) -> str:
         extra = f" + {self.ulps:g} u" if self.ulps else ""
         return f"(gamma({self.reduction}){extra}) * max|reference|: {self.reason}"
@@ -50,3 +54,11 @@ def default_tolerance(shapes) -> Tolerance:
     """The tolerance of a subject that declares none: the inputs' last axes summed, plus 2, as the reduction."""
     n = sum(int(shape[-1]) for shape in shapes if len(shape)) + 2
     return Tolerance(n, "default: the inputs' last axes summed, plus 2 (declare `tolerance=`)")
+
+
+def declared_tolerance(meta: dict) -> Tolerance:
+    """A subject's tolerance from what its record says of it (`record.meta`): the declared one, else the default."""
+    t = meta.get("tolerance")
+    if t:
+        return Tolerance(t["reduction"], f"declared: {t['reason']}", t["ulps"])
+    return default_tolerance([s["shape"] for s in meta["inputs"]])

@@ -56,6 +56,7 @@ CHECKS = (
 )
 NAMES = tuple(check.NAME for check in CHECKS)
 _OWNERS = {row: check for check in CHECKS for row in check.ROWS}
+ALWAYS = tuple(check.NAME for check in CHECKS if getattr(check, "ALWAYS", False))  # observed even when skipped
 UNJUDGED = tuple(row for check in CHECKS for row in getattr(check, "UNJUDGED", ()))
 # the heads a Divergence may name: every check's rows but its oracles' (an oracle is never a backend's)
 DIVERGING = tuple(row for row in _OWNERS if not row.startswith("oracle"))

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from conformance.harness.run import numeric_entry
-from conformance.harness.terms import Tolerance, default_tolerance
+from conformance.harness.terms import Tolerance, declared_tolerance
 
 NAME = "fixtures"
 ROWS = (NAME, "fixtures-stored")
@@ -38,10 +38,10 @@ def path_of(run) -> Path | None:
 
 
 def observe(run, layer, tensors) -> None:
-    run.attempt(NAME, lambda: _observe(run, layer))
+    run.attempt(NAME, lambda: _observe(run, layer, tensors))
 
 
-def _observe(run, layer) -> None:
+def _observe(run, layer, tensors) -> None:
     """On the layer the other checks use (its weights' paths are the weights row's: a second layer built in this
     process would name its sublayers from Keras's counter), the stored weights assigned for the call, then its
     own put back."""
@@ -65,7 +65,7 @@ def _observe(run, layer) -> None:
         for variable in layer.weights:
             entry = stored["weights"][variable.path.split("/", 1)[-1]]
             variable.assign(backend.tensor(_array(entry), backend.dtype_of(variable)))
-        outs = run.outputs(run.call(layer, run.tensors()))
+        outs = run.outputs(run.call(layer, tensors))  # the drawn inputs and masks: the stored ones (above)
     finally:
         for variable, (value, dtype) in zip(layer.weights, own):
             variable.assign(backend.tensor(value, dtype))
@@ -118,7 +118,7 @@ def judge(judge, row: str) -> None:
 
 
 def tolerance(t: Tolerance) -> Tolerance:
-    return Tolerance(t.reduction + 1, t.reason + "; +1: the stored numbers rounded to float32", t.ulps)
+    return t.plus(1, "+1: the stored numbers rounded to float32")
 
 
 # --- writing: the `fixtures` phase on each backend, then `write` in the harness's own process ---------------------
@@ -133,8 +133,7 @@ def record_candidate(run) -> None:
 def _candidate(run) -> None:
     layer = run.built_layer()
     if run.subject.oracle is not None:
-        out = run.call_oracle(run.subject.oracle, layer)
-        outs, source = (list(out) if isinstance(out, (list, tuple)) else [out]), "oracle"
+        outs, source = run.oracle_outputs(layer), "oracle"
     else:
         layer64 = run.built_layer(dtype="float64")
         outs = [run.backend.to_numpy(o) for o in run.outputs(run.call(layer64, run.policy_tensors("float64")))]
@@ -174,13 +173,7 @@ def write(records: dict, folder: Path) -> tuple[list[str], bool]:
             ok = False
             lines.append(f"  FAILED     {name}: no fixture written: " + "; ".join(failed))
             continue
-        meta = next(iter(found.values()))["meta"]
-        t = meta.get("tolerance")
-        subject_tolerance = (
-            Tolerance(t["reduction"], t["reason"], t["ulps"])
-            if t
-            else default_tolerance([s["shape"] for s in meta["inputs"]])
-        )
+        subject_tolerance = declared_tolerance(next(iter(found.values()))["meta"])
         lines.append(_store(folder / f"{name}.json", fixture, tolerance(subject_tolerance)))
     if not names:
         ok = False

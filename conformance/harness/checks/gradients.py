@@ -106,12 +106,8 @@ def _oracle_reference(judge, row: str, name: str):
 
 def tolerance(judge, extra: int = 0):
     """The subject's tolerance plus the positions a weight's gradient sums over (and `extra` roundings)."""
-    t = judge.tolerance
-    return type(t)(
-        t.reduction + judge.positions + extra,
-        t.reason + f"; + {judge.positions}: a weight's gradient sums over the batch and positions",
-        t.ulps,
-    )
+    why = f"+ {judge.positions}: a weight's gradient sums over the batch and positions"
+    return judge.tolerance.plus(judge.positions + extra, why)
 
 
 def scale_family(row: str) -> str | None:

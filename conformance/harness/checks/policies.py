@@ -30,6 +30,5 @@ def judge(judge, row: str) -> None:
     policy, suffix = row.split("/")[1].split(".")[0], judge.suffix(row)
     oracle = judge.oracle_of(suffix)
     reference = oracle if policy == "float64" else oracle or judge.own("policies/float64" + suffix)
-    t = judge.tolerance
-    widened = type(t)(t.reduction + 2, t.reason + "; +2: inputs and weights rounded to the policy's dtype", t.ulps)
+    widened = judge.tolerance.plus(2, "+2: inputs and weights rounded to the policy's dtype")
     judge.numeric(row, reference or (lambda b: None), widened, expected_dtype=POLICIES[policy][0])
