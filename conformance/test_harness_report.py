@@ -835,3 +835,21 @@ def test_no_fixture_is_written_from_a_backend_that_raised(tmp_path):
     lines, ok = fixtures.write(_candidates(outputs), tmp_path)
     assert not ok and "FAILED" in lines[0] and "no float64 here" in lines[0], lines
     assert not (tmp_path / "dense.json").exists()
+
+
+def test_backends_that_read_different_fixtures_fail_and_an_unreadable_one_is_rewritten(tmp_path):
+    """Each backend reads the stored file: a file edited while they ran cannot pass; a file that is not JSON is
+    rewritten, saying so."""
+    from conformance.harness.checks import fixtures
+
+    records = _with_fixture(_records())
+    edited = _numeric(REFERENCE.astype(np.float32) + 1.0, "float32")
+    records[("torch", "record")]["subjects"]["dense"]["checks"]["fixtures-stored"] = edited
+    result = _report(tmp_path, records)
+    assert [_cell(result, "fixtures", b)[0] for b in BACKENDS] == ["FAIL"] * 3
+    assert "different stored fixtures" in _cell(result, "fixtures", "jax")[1][0]
+    folder = tmp_path / "fixtures"
+    folder.mkdir()
+    (folder / "dense.json").write_text("{not json")
+    lines, ok = fixtures.write(_candidates(dict.fromkeys(BACKENDS, REFERENCE)), folder)
+    assert ok and "unreadable" in lines[0] and json.loads((folder / "dense.json").read_text())["subject"] == "dense"

@@ -112,7 +112,13 @@ def judge(judge, row: str) -> None:
     stale = {b: text for b, text in stale.items() if text.startswith("stale")}
     for backend, text in stale.items():
         judge.set(row, backend, judge.FAIL, text)
-    stored = judge.first("fixtures-stored" + judge.suffix(row))
+    row_of_stored = "fixtures-stored" + judge.suffix(row)
+    read = {json.dumps(e, sort_keys=True) for b in judge.backends if (e := judge.obs[b].get(row_of_stored))}
+    if len(read) > 1:  # each backend read the file: one of them read another one
+        for backend in judge.backends:
+            judge.set(row, backend, judge.FAIL, "the backends read different stored fixtures (edited while they ran?)")
+        return
+    stored = judge.first(row_of_stored)
     reference = None if stored is None else {**stored, "oracle": True, "label": "the stored fixture"}
     judge.numeric(row, lambda b: reference, tolerance(judge.tolerance))
 
@@ -215,8 +221,12 @@ def _merged(name: str, candidates: dict, failed: list) -> dict:
 
 def _store(path: Path, fixture: dict, tol: Tolerance) -> str:
     name = fixture["subject"]
-    if path.is_file():
-        stored = json.loads(path.read_text())
+    try:
+        stored = json.loads(path.read_text()) if path.is_file() else None
+    except ValueError as exc:
+        _dump(path, fixture)
+        return f"  CHANGED    {name}: the stored file was unreadable ({exc}): rewritten {path}"
+    if stored is not None:
         same_structure = all(stored.get(k) == fixture[k] for k in ("format", "args", "inputs", "masks", "weights"))
         if same_structure and len(stored["outputs"]) == len(fixture["outputs"]):
             moved = []
