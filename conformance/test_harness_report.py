@@ -853,3 +853,17 @@ def test_backends_that_read_different_fixtures_fail_and_an_unreadable_one_is_rew
     (folder / "dense.json").write_text("{not json")
     lines, ok = fixtures.write(_candidates(dict.fromkeys(BACKENDS, REFERENCE)), folder)
     assert ok and "unreadable" in lines[0] and json.loads((folder / "dense.json").read_text())["subject"] == "dense"
+
+
+def test_every_harness_package_is_installed():
+    """A plain `pip install` (not editable) installs the packages pyproject.toml lists, no others: every folder
+    of the harness must be there, or an installed harness cannot import its checks."""
+    from pathlib import Path
+
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    inits = (root / "conformance" / "harness").rglob("__init__.py")
+    folders = {".".join(init.parent.relative_to(root).parts) for init in inits}
+    assert folders <= listed, f"not in pyproject.toml's packages: {sorted(folders - listed)}"
