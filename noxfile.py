@@ -451,6 +451,7 @@ def golden_check(session: nox.Session) -> None:
         "conformance/test_fixtures.py",
         "conformance/test_report.py",
         "conformance/test_harness_report.py",
+        "conformance/test_harness_pytest.py",
     )
 
 

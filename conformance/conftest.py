@@ -17,7 +17,13 @@ from conformance.subjects.hyperzzw import target
 
 # Backend-independent (NumPy only): the `golden_check` session runs these once, with `pytest --noconftest`,
 # instead of every backend session building the oracle data again.
-collect_ignore = ["test_oracle.py", "test_fixtures.py", "test_report.py", "test_harness_report.py"]
+collect_ignore = [
+    "test_oracle.py",
+    "test_fixtures.py",
+    "test_report.py",
+    "test_harness_report.py",
+    "test_harness_pytest.py",
+]
 
 
 def pytest_ignore_collect(collection_path, config):

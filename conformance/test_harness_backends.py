@@ -4,12 +4,19 @@ every tests-<backend> session."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
 import keras
 import numpy as np
 from keras import ops
 
 from conformance.harness import BadInput, Input, Subject
-from conformance.harness.checks import errors, unknown_sizes
+from conformance.harness.checks import NAMES, errors, unknown_sizes
 from conformance.harness.run import Run
 
 MESSAGE = "Expected the last axis to be 5. Received: shape=(3, 4)"
@@ -119,3 +126,72 @@ def test_a_fixture_written_here_is_read_back_here_and_a_changed_declaration_is_s
     fixtures.observe(other, other.built_layer(), other.tensors())
     assert other.checks["fixtures"]["value"].startswith("stale:"), other.checks["fixtures"]
     assert "the arguments are {'units': '3'}" in other.checks["fixtures"]["value"]
+
+
+PYTEST_SUBJECTS = """
+import keras
+from keras import ops
+
+from conformance.harness import Input, Subject
+
+
+class Scaled(keras.layers.Layer):
+    def __init__(self, factor=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], 2), name="kernel")
+
+    def call(self, x):
+        return ops.matmul(x, self.kernel) * self.factor
+
+
+def oracle(weights, x):
+    return x @ weights["kernel"]
+
+
+SKIP = dict.fromkeys(
+    ("compiled", "unknown-sizes", "symbolic", "gradients", "mask", "policies", "config", "saved", "training"),
+    "not what this test is about",
+)
+SUBJECTS = [
+    Subject("right", layer=Scaled, inputs=Input((3, 5)), oracle=oracle, skip=SKIP),
+    Subject("wrong", layer=Scaled, args={"factor": 1.001}, inputs=Input((3, 5)), oracle=oracle, skip=SKIP),
+    Subject("deselected", layer=Scaled, inputs=Input((3, 5)), oracle=oracle, skip=SKIP),
+]
+"""
+
+
+def test_the_harness_as_pytest_items_on_this_backend_alone(tmp_path):
+    """`pytest --harness FILE --harness-backend <this one>`: an item per subject, check and backend, its verdict
+    the report's cell (the layer off its oracle fails `forward`, a skipped check is SKIP with its reason), the
+    `report` item SKIP (one backend is not a cross-backend verdict), and only the subjects `-k` selects run."""
+    backend = keras.backend.backend()
+    (tmp_path / "my_subjects.py").write_text(PYTEST_SUBJECTS)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "pytest", "-p", "conformance.harness.pytest_plugin", "-p", "no:cacheprovider"]
+    command += ["--harness", "my_subjects.py", f"--harness-backend={backend}", "--junitxml=junit.xml"]
+    command += ["-k", "right or wrong or report"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 1, done.stdout + done.stderr  # `wrong` fails
+    items = {}
+    for case in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase"):
+        outcome = next(
+            ((c.tag, c.get("message") or c.text or "") for c in case if c.tag in ("failure", "skipped")), None
+        )
+        items[f"{case.get('classname')}::{case.get('name')}"] = outcome or ("passed", "")
+    assert set(items) == {
+        "my_subjects::report",
+        *(f"my_subjects.{s}::{c}[{backend}]" for s in ("right", "wrong") for c in NAMES),
+    }, sorted(items)
+    assert items[f"my_subjects.right::forward[{backend}]"] == ("passed", "")
+    status, text = items[f"my_subjects.wrong::forward[{backend}]"]
+    assert status == "failure" and f"max |{backend} - the oracle|" in text, (status, text)
+    assert items[f"my_subjects.right::policies[{backend}]"] == ("skipped", "SKIP policies: not what this test is about")
+    status, text = items["my_subjects::report"]
+    assert status == "skipped" and "needs every backend" in text, (status, text)
+    record = json.loads((tmp_path / "reports" / "harness" / "my_subjects" / f"record-{backend}.json").read_text())
+    assert sorted(record["subjects"]) == ["right", "wrong"]  # `deselected` did not run

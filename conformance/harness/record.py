@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from conformance.harness import checks, declaration
-from conformance.harness.declaration import Subject
+from conformance.harness.declaration import BACKENDS, Subject
 from conformance.harness.run import Run, layer_sources, sha256_of
 
 FORMAT = "conformance.harness/1"
@@ -82,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         "several runs); default: a new one (a record alone)",
     )
     parser.add_argument("--plant", action="store_true", help="the self-test's planted subjects instead")
+    parser.add_argument(
+        "--backend",
+        action="append",
+        dest="backends",
+        choices=BACKENDS,
+        help="the run's backends, when not all (repeatable): the load phase loads the files they saved",
+    )
     args = parser.parse_args(argv)
     import keras
 
@@ -117,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.phase == "check":
         print(f"harness: {args.subjects}: {len(subjects)} subjects, each constructible", flush=True)
+        # what the pytest items are made of (conformance.harness.pytest_plugin): the subjects and their skips
+        _write(out_dir / "subjects.json", {s.name: {"skip": dict(s.skip)} for s in subjects})
         return 0
     for subject in subjects:
         keras.utils.set_random_seed(subject.seed)
@@ -130,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             from conformance.harness import selftest
 
             selftest.FIRED.clear()
-        run = Run(subject, out_dir, args.fixtures)
+        run = Run(subject, out_dir, args.fixtures, tuple(args.backends or BACKENDS))
         started = time.perf_counter()
         {"record": record_phase, "load": load_phase, "fixtures": checks.fixtures.record_candidate}[args.phase](run)
         record["subjects"][subject.name] = {

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance.harness.terms import POLICIES
+from conformance.harness.terms import BACKENDS, POLICIES
 
 
 def draw(spec, rng: np.random.Generator) -> np.ndarray:
@@ -71,7 +71,9 @@ class Run:
     """One subject on this backend. Every check writes its rows into `self.checks[row]`; a row whose step raises
     is recorded as raised (`attempt`: the type, the layer's own message, where it came from), and the next runs."""
 
-    def __init__(self, subject, out_dir: Path | None = None, fixtures: Path | None = None):
+    def __init__(
+        self, subject, out_dir: Path | None = None, fixtures: Path | None = None, backends: tuple[str, ...] = BACKENDS
+    ):
         import keras
 
         from conformance.harness import backends as backend
@@ -83,6 +85,7 @@ class Run:
         self.checks: dict[str, dict] = {}
         self.out_dir = out_dir  # where the run's files go (the `.keras` files saved and loaded)
         self.fixtures = fixtures  # the folder of the stored fixtures (`checks.fixtures`), or None
+        self.backends = backends  # the run's backends (the load phase loads what each of them saved)
         self.sources: dict[str, str] = {}  # the layer's source files (`layer_sources`)
         self.specs = subject.input_list()
         rng = np.random.default_rng([subject.seed, 0])

@@ -5,7 +5,6 @@ saving (`saved/reference`, recorded only as that reference): the deployment path
 from __future__ import annotations
 
 from conformance.harness.run import layer_sources
-from conformance.harness.terms import BACKENDS
 
 NAME = "saved"
 ROWS = (NAME,)
@@ -30,7 +29,7 @@ def load(run) -> None:
     layer = run.attempt("saved/layer", run.subject.make_layer)
     if layer is not None:
         run.sources = layer_sources(layer)
-    for saved_by in BACKENDS:
+    for saved_by in run.backends:
         path = run.out_dir / run.subject.name / f"saved-{saved_by}.keras"
         row = f"saved/{saved_by}"
         if not path.is_file():
