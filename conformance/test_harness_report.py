@@ -72,7 +72,9 @@ def _records() -> dict:
                 else {"saved/jax": _numeric(REFERENCE.astype(np.float32), "float32")}
             )
             out[(backend, phase)] = {
-                "format": "conformance.harness/1",
+                "format": "conformance.harness/2",
+                "process": f"host:{BACKENDS.index(backend)}:{phase}",
+                "selection": None,
                 "backend": backend,
                 "phase": phase,
                 "run": "one-run",
@@ -867,3 +869,44 @@ def test_every_harness_package_is_installed():
     inits = (root / "conformance" / "harness").rglob("__init__.py")
     folders = {".".join(init.parent.relative_to(root).parts) for init in inits}
     assert folders <= listed, f"not in pyproject.toml's packages: {sorted(folders - listed)}"
+
+
+def test_a_record_copied_under_another_backend_fails(tmp_path):
+    """torch's record copied over tensorflow's, its backend and versions edited to match: one process, two names."""
+    records = _records()
+    relabelled = copy.deepcopy(records[("torch", "record")])
+    relabelled["backend"] = "tensorflow"
+    records[("tensorflow", "record")] = relabelled
+    result = _report(tmp_path, records)
+    assert not result["ok"]
+    assert "the records record-torch.json, record-tensorflow.json come from one process" in " ".join(
+        result["problems"]
+    ), result["problems"]
+
+
+def test_a_record_of_another_format_fails(tmp_path):
+    records = _records()
+    records[("jax", "load")]["format"] = "conformance.harness/1"
+    result = _report(tmp_path, records)
+    assert not result["ok"] and any("load-jax.json is a record of format" in p for p in result["problems"])
+
+
+def test_a_run_of_some_subjects_is_never_a_pass(tmp_path):
+    """`--only dense` (pytest -k) where the declaration holds three subjects: every cell passes, and the report
+    says what ran, not PASS."""
+    records = _records()
+    for made in records.values():
+        made["selection"] = {"only": ["dense"], "ran": ["dense"], "declared": 3}
+    result = _report_of_some(tmp_path, records)
+    assert not result["ok"] and not result["failing"] and not result["problems"]
+    last = compare.render(result).splitlines()[-1]
+    assert last == (
+        "RESULT: 1 of the declaration's 3 subjects (--only dense): no cell of those fails; not a PASS, which needs "
+        "every subject on every backend"
+    ), last
+
+
+def _report_of_some(tmp_path, records) -> dict:
+    for (backend, phase), made in records.items():
+        (tmp_path / f"{phase}-{backend}.json").write_text(json.dumps(made))
+    return compare.build(tmp_path)

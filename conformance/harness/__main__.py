@@ -8,7 +8,8 @@ each backend in a process of its own, then the cross-backend report.
     python -m conformance.harness selftest my_subjects.py              # plant defects: does the report see them?
     python -m conformance.harness fixtures my_subjects.py              # write (or rewrite) the stored fixtures
 
-Exit status 0 when the report says PASS (with `--backend`: when no cell of those backends fails), 1 otherwise.
+Exit status 0 when the report says PASS (with `--backend` or `--only`, which it never says PASS on: when no cell of
+what ran fails), 1 otherwise.
 The same run as pytest items: `conformance.harness.pytest_plugin`.
 """
 

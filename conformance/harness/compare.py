@@ -5,11 +5,12 @@ the verdict.
 NumPy only: this process imports neither keras nor a backend nor the declaration file; what it needs of the
 declaration (tolerances and their reasons, bad inputs, known divergences, skipped checks) is in the records.
 
-PASS means: a complete record of both phases from each of the three backends, made in one run (one `--run`
-id) from the same declaration file and layer sources with the same keras and numpy, and every cell of every
-subject passes: each value within its stated tolerance of its reference and of every other backend, each dtype
-the policy's, each text the same on every backend, each declared error raised with its type and text, each
-known divergence still diverging. A missing record, phase, subject or observation is a FAIL, never a pass.
+PASS means: a complete record of both phases from each of the three backends, each its own process's, made in
+one run (one `--run` id) from the same declaration file and layer sources with the same keras and numpy, of every
+subject the declaration holds, and every cell of every subject passes: each value within its stated tolerance
+of its reference and of every other backend, each dtype the policy's, each text the same on every backend, each
+declared error raised with its type and text, each known divergence still diverging. A missing record, phase,
+subject or observation is a FAIL, never a pass.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import json
 from pathlib import Path
 
 from conformance.harness import checks
-from conformance.harness.declaration import BACKENDS
 from conformance.harness.judge import FAIL, KNOWN, MISSING, PASS, SKIP, Judge
+from conformance.harness.terms import BACKENDS, RECORD_FORMAT
 
 PHASES = ("record", "load")
 
@@ -44,11 +45,25 @@ def read(folder: str | Path, backends: tuple[str, ...] = BACKENDS) -> tuple[dict
             if record.get("error"):
                 problems.append(f"{backend}: {phase} phase: {record['error']}")
                 continue
+            if record.get("format") != RECORD_FORMAT:
+                problems.append(
+                    f"{backend}: {path.name} is a record of format {record.get('format')!r}; this report reads "
+                    f"{RECORD_FORMAT!r} (made by another version of the harness?)"
+                )
+                continue
             if record.get("backend") != backend or record.get("phase") != phase or not record.get("complete"):
                 problems.append(f"{backend}: {path.name} is not a complete {phase} record of {backend}")
                 continue
             records.setdefault(backend, {})[phase] = record
     present = [r for phases in records.values() for r in phases.values()]
+    processes = {}
+    for r in present:  # every phase of every backend is a process of its own
+        processes.setdefault(r.get("process"), []).append(f"{r['phase']}-{r['backend']}.json")
+    for process, names in processes.items():
+        if process is None:
+            problems.append(f"{', '.join(names)}: no process id (not written by conformance.harness.record)")
+        elif len(names) > 1:  # one record copied under another name, its backend or phase edited to match
+            problems.append(f"the records {', '.join(names)} come from one process ({process}): copied or relabelled")
     runs = {f"{r['phase']}-{r['backend']}.json": r.get("run") for r in present}
     if len(set(runs.values())) > 1:  # merged artifacts of several runs: the layer may have changed in between
         problems.append(
@@ -116,7 +131,13 @@ def build(
     ]
     if not names:
         problems.append("no subject was recorded")
-    partial = tuple(backends) != BACKENDS
+    partial = [] if tuple(backends) == BACKENDS else [f"{', '.join(backends)} only"]
+    selections = {json.dumps(r["selection"]) for p in records.values() for r in p.values() if r.get("selection")}
+    for selection in map(json.loads, sorted(selections)):  # a run with --only (pytest -k): some subjects left out
+        partial.append(
+            f"{len(selection['ran'])} of the declaration's {selection['declared']} subjects "
+            f"(--only {' '.join(selection['only'])})"
+        )
     complete = all(len(records.get(b, {})) == len(PHASES) for b in BACKENDS)
     ok = not partial and not problems and not failing and complete
     versions = {b: phases.get("record", {}).get("versions") for b, phases in records.items()}
@@ -185,10 +206,9 @@ def render(result: dict) -> str:
     if result["failing"]:
         lines.append(f"  {len(result['failing'])} cells fail or are missing, e.g. " + "; ".join(result["failing"][:5]))
     if result.get("partial") and not result["failing"] and not result["problems"]:
-        judged = ", ".join(result["backends"])
         lines.append(
-            f"RESULT: {judged} only: no cell fails against its references; not compared across backends, so not "
-            "a PASS (that needs every backend's records)"
+            f"RESULT: {'; '.join(result['partial'])}: no cell of those fails; not a PASS, which needs every "
+            "subject on every backend"
         )
     else:
         lines.append(f"RESULT: {'PASS' if result['ok'] else 'FAIL'}")

@@ -146,8 +146,8 @@ class ReportItem(HarnessItem):
             raise CellFailed("\n".join([*(f"problem: {p}" for p in result["problems"]), *unowned]))
         if result["partial"]:
             _skip(
-                f"{', '.join(result['backends'])} only: the cross-backend verdict needs every backend in one run "
-                "(--harness-python BACKEND=PATH for each backend kept in a venv of its own)"
+                f"not a PASS: {'; '.join(result['partial'])}; the verdict needs every subject on every backend, in "
+                "one run (--harness-python BACKEND=PATH for each backend kept in a venv of its own)"
             )
 
 

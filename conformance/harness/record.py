@@ -30,8 +30,7 @@ import numpy as np
 from conformance.harness import checks, declaration
 from conformance.harness.declaration import BACKENDS, Subject
 from conformance.harness.run import Run, layer_sources, sha256_of
-
-FORMAT = "conformance.harness/1"
+from conformance.harness.terms import RECORD_FORMAT as FORMAT
 
 
 def record_phase(run: Run) -> None:
@@ -99,11 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         jax.config.update("jax_enable_x64", True)  # float64 is float64: jax computes it in float32 otherwise
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    process = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"  # this process's own: no two records share it
     record = {
         "format": FORMAT,
         "backend": backend_name,
         "phase": args.phase,
-        "run": args.run or f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}",
+        "run": args.run or process,
+        "process": process,
+        "selection": None,
         "declaration": {"path": str(Path(args.subjects).resolve()), "sha256": sha256_of(args.subjects)},
         "versions": versions(),
         "subjects": {},
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     target = out_dir / f"{args.phase}-{backend_name}.json"
     target.unlink(missing_ok=True)
     try:
-        subjects = load_subjects(args.subjects, args.only, args.plant)
+        subjects, record["selection"] = load_subjects(args.subjects, args.only, args.plant)
         if args.phase == "check":
             for subject in subjects:
                 declaration.check_constructible(subject)
@@ -156,17 +158,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def load_subjects(path: str, only: list[str] | None = None, plant: bool = False) -> list[Subject]:
+def load_subjects(path: str, only: list[str] | None = None, plant: bool = False) -> tuple[list[Subject], dict | None]:
     """The declaration's subjects (`only` these names; a drawn subject's name selects all its draws), or, with
-    `plant`, the self-test's subjects made from them (`conformance.harness.selftest`)."""
-    subjects = declaration.load(path)
+    `plant`, the self-test's subjects made from them (`conformance.harness.selftest`); and the selection, when
+    `only` left some of the declaration's subjects out (the report never says PASS on a selection), else None."""
+    every = declaration.load(path)
+    subjects = every
     if only:
-        subjects = [s for s in subjects if any(re.fullmatch(rf"{re.escape(o)}(\.\d+)?", s.name) for o in only)]
+        subjects = [s for s in every if any(re.fullmatch(rf"{re.escape(o)}(\.\d+)?", s.name) for o in only)]
+    selection = None
+    if len(subjects) < len(every):
+        selection = {"only": sorted(only), "ran": [s.name for s in subjects], "declared": len(every)}
     if plant:
         from conformance.harness import selftest
 
         subjects = selftest.planted(subjects)
-    return subjects
+    return subjects, selection
 
 
 def _write(target: Path, record: dict) -> None:

@@ -17,6 +17,8 @@ POLICIES = {
     "mixed_bfloat16": ("bfloat16", "float32"),
 }
 BACKENDS = ("jax", "torch", "tensorflow")
+# What a backend process writes (conformance.harness.record) and the report reads: another format is not judged.
+RECORD_FORMAT = "conformance.harness/2"
 # Half the distance from 1 to the next float: the most one rounding to nearest can be off, relatively.
 UNIT_ROUNDOFF = {"float16": 2.0**-11, "bfloat16": 2.0**-8, "float32": 2.0**-24, "float64": 2.0**-53}
 SAME_ON_EVERY_BACKEND = "the same on every backend"
