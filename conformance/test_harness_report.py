@@ -910,3 +910,16 @@ def _report_of_some(tmp_path, records) -> dict:
     for (backend, phase), made in records.items():
         (tmp_path / f"{phase}-{backend}.json").write_text(json.dumps(made))
     return compare.build(tmp_path)
+
+
+def test_no_planted_subject_runs_a_check_with_a_load_phase():
+    """The self-test runs the record phase alone (`__main__.selftest_phases`): that holds while no defect's checks
+    (nor the checks every subject runs) include one with a load phase, such as `saved`."""
+    from conformance.harness import checks
+
+    class Layer:  # a stand-in: planting wraps the class, it never calls it here
+        pass
+
+    for planted in selftest.planted([Subject("s", layer=Layer, inputs=Input((2, 3)))]):
+        loading = [c.NAME for c in checks.CHECKS if c.NAME not in planted.skip and hasattr(c, "load")]
+        assert not loading, (planted.name, loading)

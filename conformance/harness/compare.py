@@ -25,11 +25,14 @@ from conformance.harness.terms import BACKENDS, RECORD_FORMAT
 PHASES = ("record", "load")
 
 
-def read(folder: str | Path, backends: tuple[str, ...] = BACKENDS) -> tuple[dict, list[str]]:
-    """{backend: {phase: record}} of `backends` and the problems with the records themselves."""
+def read(
+    folder: str | Path, backends: tuple[str, ...] = BACKENDS, phases: tuple[str, ...] = PHASES
+) -> tuple[dict, list[str]]:
+    """{backend: {phase: record}} of `backends` and `phases` (the self-test has no load phase), and the problems
+    with the records themselves."""
     folder, records, problems = Path(folder), {}, []
     for backend in backends:
-        for phase in PHASES:
+        for phase in phases:
             path = folder / f"{phase}-{backend}.json"
             if not path.is_file():
                 problems.append(
@@ -83,12 +86,15 @@ def _versions_key(versions: dict) -> list:
 
 
 def build(
-    folder: str | Path, read_records: tuple[dict, list[str]] | None = None, backends: tuple[str, ...] = BACKENDS
+    folder: str | Path,
+    read_records: tuple[dict, list[str]] | None = None,
+    backends: tuple[str, ...] = BACKENDS,
+    phases: tuple[str, ...] = PHASES,
 ) -> dict:
     """The report of the records in `folder` (`read_records`: what `read(folder)` returned, if already read).
     With some `backends` only, each of their cells is judged against its references alone (no other backend to
     compare with), and the report is partial: it never says PASS."""
-    records, problems = read_records or read(folder, backends)
+    records, problems = read_records or read(folder, backends, phases)
     problems = list(problems)
     subjects = {}
     names = sorted({n for phases in records.values() for r in phases.values() for n in r["subjects"]})
@@ -138,7 +144,7 @@ def build(
             f"{len(selection['ran'])} of the declaration's {selection['declared']} subjects "
             f"(--only {' '.join(selection['only'])})"
         )
-    complete = all(len(records.get(b, {})) == len(PHASES) for b in BACKENDS)
+    complete = all(len(records.get(b, {})) == len(phases) for b in BACKENDS)
     ok = not partial and not problems and not failing and complete
     versions = {b: phases.get("record", {}).get("versions") for b, phases in records.items()}
     return {
