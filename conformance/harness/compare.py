@@ -58,7 +58,7 @@ def read(
                 problems.append(f"{backend}: {path.name} is not a complete {phase} record of {backend}")
                 continue
             records.setdefault(backend, {})[phase] = record
-    present = [r for phases in records.values() for r in phases.values()]
+    present = [r for made in records.values() for r in made.values()]
     processes = {}
     for r in present:  # every phase of every backend is a process of its own
         processes.setdefault(r.get("process"), []).append(f"{r['phase']}-{r['backend']}.json")
@@ -97,15 +97,15 @@ def build(
     records, problems = read_records or read(folder, backends, phases)
     problems = list(problems)
     subjects = {}
-    names = sorted({n for phases in records.values() for r in phases.values() for n in r["subjects"]})
+    names = sorted({n for made in records.values() for r in made.values() for n in r["subjects"]})
     for name in names:
         observations, meta, metas, sources = {}, None, {}, {}
-        for backend, phases in records.items():
+        for backend, made in records.items():
             merged = {}
-            for phase in PHASES:
-                subject = phases.get(phase, {}).get("subjects", {}).get(name)
+            for phase in phases:
+                subject = made.get(phase, {}).get("subjects", {}).get(name)
                 if subject is None:
-                    if phase in phases:
+                    if phase in made:
                         problems.append(f"{backend}: the {phase} record has no subject {name!r}")
                     continue
                 merged.update(subject["checks"])
@@ -146,7 +146,7 @@ def build(
         )
     complete = all(len(records.get(b, {})) == len(phases) for b in BACKENDS)
     ok = not partial and not problems and not failing and complete
-    versions = {b: phases.get("record", {}).get("versions") for b, phases in records.items()}
+    versions = {b: made.get("record", {}).get("versions") for b, made in records.items()}
     return {
         "ok": ok,
         "partial": partial,
