@@ -5,11 +5,6 @@ every tests-<backend> session."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -18,6 +13,7 @@ from keras import ops
 from conformance.harness import BadInput, Input, Subject
 from conformance.harness.checks import NAMES, errors, unknown_sizes
 from conformance.harness.run import Run
+from conformance.test_harness_pytest import run_pytest
 
 MESSAGE = "Expected the last axis to be 5. Received: shape=(3, 4)"
 
@@ -169,20 +165,10 @@ def test_the_harness_as_pytest_items_on_this_backend_alone(tmp_path):
     `report` item SKIP (one backend is not a cross-backend verdict), and only the subjects `-k` selects run."""
     backend = keras.backend.backend()
     (tmp_path / "my_subjects.py").write_text(PYTEST_SUBJECTS)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "pytest", "-p", "conformance.harness.pytest_plugin", "-p", "no:cacheprovider"]
-    command += ["--harness", "my_subjects.py", f"--harness-backend={backend}", "--junitxml=junit.xml"]
-    command += ["-k", "right or wrong or report"]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    done, items = run_pytest(
+        tmp_path, "--harness", "my_subjects.py", f"--harness-backend={backend}", "-k", "right or wrong or report"
+    )
     assert done.returncode == 1, done.stdout + done.stderr  # `wrong` fails
-    items = {}
-    for case in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase"):
-        outcome = next(
-            ((c.tag, c.get("message") or c.text or "") for c in case if c.tag in ("failure", "skipped")), None
-        )
-        items[f"{case.get('classname')}::{case.get('name')}"] = outcome or ("passed", "")
     assert set(items) == {
         "my_subjects::report",
         *(f"my_subjects.{s}::{c}[{backend}]" for s in ("right", "wrong") for c in NAMES),

@@ -19,6 +19,23 @@ from conformance.test_harness_report import _numeric, _records
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_pytest(folder: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """pytest with the harness's plugin in `folder` (with its own empty configuration, not this repository's),
+    and its items as JUnit reports them: {"<classname>::<name>": (outcome, message)}, outcome "passed",
+    "failure" or "skipped" (JUnit's word for an xfail too)."""
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    command = [sys.executable, "-m", "pytest", "-p", "conformance.harness.pytest_plugin", "-p", "no:cacheprovider"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [*command, "--junitxml=junit.xml", *args], cwd=folder, env=env, capture_output=True, text=True
+    )
+    items = {}
+    for case in ET.parse(folder / "junit.xml").getroot().iter("testcase"):
+        ended = [(c.tag, c.get("message") or c.text or "") for c in case if c.tag in ("failure", "skipped")]
+        items[f"{case.get('classname')}::{case.get('name')}"] = ended[0] if ended else ("passed", "")
+    return done, items
+
+
 def _pytest(tmp_path, records: dict, *args: str) -> dict:
     """pytest with the plugin on `records` (written to tmp_path/records): {item id: outcome and message}."""
     folder = tmp_path / "records"
@@ -26,19 +43,9 @@ def _pytest(tmp_path, records: dict, *args: str) -> dict:
     for (backend, phase), made in records.items():
         (folder / f"{phase}-{backend}.json").write_text(json.dumps(made))
     (tmp_path / "subjects.py").write_text("# the declaration the records were made from (not read: records given)\n")
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # not this repository's configuration
-    junit = tmp_path / "junit.xml"
-    command = [sys.executable, "-m", "pytest", "-p", "conformance.harness.pytest_plugin", "-p", "no:cacheprovider"]
-    command += ["--harness", "subjects.py", f"--harness-records={folder}", f"--junitxml={junit}", *args]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    done, items = run_pytest(tmp_path, "--harness", "subjects.py", f"--harness-records={folder}", *args)
     assert done.returncode in (0, 1), done.stdout + done.stderr  # 0: all passed, 1: some failed; else it broke
-    out = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        name = f"{case.get('classname')}::{case.get('name')}"
-        outcome = next(((c.tag, c.get("message") or "") for c in case if c.tag in ("failure", "skipped")), None)
-        out[name] = outcome or ("passed", "")
-    return out
+    return items
 
 
 def test_each_cell_is_an_item_and_agreeing_records_pass(tmp_path):

@@ -89,6 +89,17 @@ def run_backends(phase: str, args, pythons: dict) -> None:
             print(f"harness: {backend} {phase} phase: exit {process.returncode}, {seconds:.0f} s", flush=True)
 
 
+def interpreters(items: list[str]) -> dict[str, str]:
+    """{backend: python} from `BACKEND=PATH` items (`--python`), this interpreter for the backends not given."""
+    pythons = dict.fromkeys(BACKENDS, sys.executable)
+    for item in items:
+        backend, _, path = item.partition("=")
+        if backend not in BACKENDS or not path:
+            raise ValueError(f"--python takes BACKEND=PATH with BACKEND one of {BACKENDS}. Received: {item!r}")
+        pythons[backend] = path
+    return pythons
+
+
 def backends_of(args) -> tuple[str, ...]:
     """The backends a run runs: `--backend`'s (in BACKENDS' order), else all of them."""
     chosen = getattr(args, "backends", None)
@@ -169,12 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         help="backend processes at once (default: one per core, at most one per backend)",
     )
     args = parser.parse_args(argv)
-    pythons = dict.fromkeys(BACKENDS, sys.executable)
-    for item in args.python:
-        backend, _, path = item.partition("=")
-        if backend not in BACKENDS or not path:
-            parser.error(f"--python takes BACKEND=PATH with BACKEND one of {BACKENDS}. Received: {item!r}")
-        pythons[backend] = path
+    try:
+        pythons = interpreters(args.python)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.fixtures is None:
         args.fixtures = Path(args.subjects).parent / "fixtures" / Path(args.subjects).stem
     args.fixtures = args.fixtures.resolve()

@@ -29,13 +29,13 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
+from conformance.harness import __main__ as cli
 from conformance.harness import checks, compare
 from conformance.harness.terms import BACKENDS
 
@@ -166,7 +166,7 @@ class CellItem(HarnessItem):
         rows = {
             row: cells[self.backend]
             for row, cells in subject["cells"].items()
-            if self.backend in cells and checks.head(checks.family(row)) in _heads(self.check)
+            if self.backend in cells and getattr(checks.owner(row), "NAME", None) == self.check
         }
         statuses = {status for status, _ in rows.values()}
         lines = [f"{status} {row}: " + "; ".join(notes) for row, (status, notes) in rows.items() if status != "PASS"]
@@ -186,12 +186,6 @@ def _skip(reason: str):
     raise pytest.skip.Exception(reason, _use_item_location=True)
 
 
-def _heads(check: str) -> tuple[str, ...]:
-    """The row heads a check owns (its name, and references such as `oracle-mask`)."""
-    module = next(c for c in checks.CHECKS if c.NAME == check)
-    return tuple(module.ROWS)
-
-
 class HarnessRun:
     """One declaration file's run (or records): made once, when the file's first item runs."""
 
@@ -202,17 +196,14 @@ class HarnessRun:
         out = Path(self.records or config.getoption("harness_out") or "reports/harness")
         worker = getattr(config, "workerinput", {}).get("workerid")  # an xdist worker's own folder, never shared
         self.out = out if self.records else out / stem / (worker or "")
-        chosen = config.getoption("harness_backend")
-        self.backends = tuple(b for b in BACKENDS if b in chosen) if chosen else BACKENDS
+        self.backends = cli.backends_of(argparse.Namespace(backends=config.getoption("harness_backend")))
         fixtures = config.getoption("harness_fixtures")
         self.fixtures = (Path(fixtures) / stem if fixtures else path.parent / "fixtures" / path.stem).resolve()
-        self.pythons = dict.fromkeys(BACKENDS, sys.executable)
-        for item in config.getoption("harness_python"):
-            backend, _, python = item.partition("=")
-            if backend not in BACKENDS or not python:
-                raise pytest.UsageError(f"--harness-python takes BACKEND=PATH, BACKEND one of {BACKENDS}: {item!r}")
-            self.pythons[backend] = python
-        self._result = None
+        try:
+            self.pythons = cli.interpreters(config.getoption("harness_python"))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc).replace("--python", "--harness-python")) from None
+        self._read = self._result = None  # the records (read once, with --harness-records), the report
 
     def args(self, only=None) -> argparse.Namespace:
         return argparse.Namespace(
@@ -230,22 +221,20 @@ class HarnessRun:
         """{subject: its skips}: from the records, or from the declaration checked in the first backend's process
         (the harness's `check` phase, which also makes every layer once)."""
         if self.records:
-            records, _ = compare.read(self.out, self.backends)
+            self._read = compare.read(self.out, self.backends)
             subjects = {}
-            for phases in records.values():
+            for phases in self._read[0].values():
                 for record in phases.values():
                     for name, subject in record["subjects"].items():
                         subjects.setdefault(name, subject["meta"].get("skip", {}))
             return dict(sorted(subjects.items()))
-        from conformance.harness.__main__ import harness_path, phase_command
-
         args = self.args()
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "subjects.json").unlink(missing_ok=True)
         with tempfile.TemporaryDirectory(prefix="conformance-harness-") as folder:
-            args.harness_path = harness_path(Path(folder))
+            args.harness_path = cli.harness_path(Path(folder))
             first = self.backends[0]
-            command, env = phase_command(first, "check", args, self.pythons[first])
+            command, env = cli.phase_command(first, "check", args, self.pythons[first])
             done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise CellFailed(f"the declaration cannot run:\n{done.stdout}{done.stderr}".rstrip())
@@ -254,14 +243,12 @@ class HarnessRun:
     def result(self, session) -> dict:
         if self._result is None:
             if self.records:
-                self._result = compare.build(self.out, backends=self.backends)
+                self._result = compare.build(self.out, self._read, backends=self.backends)
             else:
                 self._result = self._run(session)
         return self._result
 
     def _run(self, session) -> dict:
-        from conformance.harness import __main__ as cli
-
         selected = sorted({i.parent.name for i in session.items if isinstance(i, CellItem) and i.path == self.path})
         args = self.args(only=selected)
         print(f"harness: {self.path}: {', '.join(selected)} on {', '.join(self.backends)}, in {self.out}")
