@@ -401,6 +401,29 @@ def harness_kerasfactory(session: nox.Session) -> None:
     run_harness(session, files, REPORTS / "harness", pythons, env={"PYTHONPATH": kerasfactory_path(session)})
 
 
+# The exports check (conformance/harness/checks/exports.py) runs where the export runtimes are installed: one venv
+# holding the three backends and the `export` extras (3.5 GB; removed at the end under HYPERZZW_DISCARD_VENVS=1),
+# every backend's process in it. In the tests-<backend> venvs, which hold no export runtime, that check is one SKIP.
+@nox.session(tags=["tests", "harness", "export"], default=False)
+def harness_export(session: nox.Session) -> None:
+    """The harness, exports included, on hyperzzw's subjects (or the files given), every backend in one venv with
+    the export runtimes; each report in reports/harness-export/<file>."""
+    with venv_discarded_at_the_end(session):
+        install(session, "test", "export", "export-jax", *EXTRAS.values())
+        files = session.posargs or [str(SUBJECTS / "hyperzzw" / "subjects.py")]
+        for path in files:
+            session.run(
+                "python",
+                "-m",
+                "conformance.harness",
+                path,
+                "--out",
+                str(REPORTS / "harness-export" / _stem(path)),
+                f"--fixtures={GOLDEN_HARNESS / _stem(path)}",
+                env={"KERAS_HOME": session.create_tmp()},
+            )
+
+
 @nox.session(tags=["golden"], default=False)
 def harness_fixtures(session: nox.Session) -> None:
     """Write the harness's stored fixtures (golden/harness/<file>/<subject>.json) for every subject file here, or
@@ -452,6 +475,7 @@ def golden_check(session: nox.Session) -> None:
         "conformance/test_report.py",
         "conformance/test_harness_report.py",
         "conformance/test_harness_pytest.py",
+        "conformance/test_harness_exports.py",
     )
 
 

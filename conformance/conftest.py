@@ -23,6 +23,7 @@ collect_ignore = [
     "test_report.py",
     "test_harness_report.py",
     "test_harness_pytest.py",
+    "test_harness_exports.py",
 ]
 
 

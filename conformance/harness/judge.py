@@ -16,6 +16,7 @@ NumPy only: the report's process imports neither keras nor a backend nor the dec
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 
@@ -86,10 +87,24 @@ class Judge:
         if detail:
             cell[1].append(detail)
 
+    @contextlib.contextmanager
+    def among(self, backends: list[str]):
+        """Judging among `backends` alone (the others are SKIP for this row: the check says why)."""
+        every, self.backends = self.backends, list(backends)
+        try:
+            yield
+        finally:
+            self.backends = every
+
     # --- numeric --------------------------------------------------------------------------------------------
 
-    def numeric(self, check: str, reference_of, tolerance: Tolerance, expected_dtype=None, floor: float = 0.0) -> None:
-        """`check` on every backend: against `reference_of(backend)` (an entry, or None), and between backends."""
+    def numeric(
+        self, check: str, reference_of, tolerance: Tolerance, expected_dtype=None, floor: float = 0.0, trusted=False
+    ) -> None:
+        """`check` on every backend: against `reference_of(backend)` (an entry, or None), and between backends. A
+        backend within tolerance of the oracle is not blamed by the others; nor, with `trusted`, one within
+        tolerance of its own reference (one that other checks hold to the others, as an exported artifact's
+        model is by `forward`)."""
         entries = {b: self.obs[b].get(check) for b in self.backends}
         usable, exempt, texts = {}, set(), {}
         for backend, entry in entries.items():
@@ -122,7 +137,7 @@ class Judge:
             if reference is None or reference.get("kind") != "numeric":
                 continue
             self._close(check, {backend: entry}, reference, tolerance, "reference", floor)
-            if reference.get("oracle") and self.cells[check][backend][0] == PASS:
+            if (reference.get("oracle") or trusted) and self.cells[check][backend][0] == PASS:
                 exempt.add(backend)  # within tol of the oracle: a pair it disagrees with is the other's error
         for a, b in itertools.combinations(usable, 2):
             self._close(check, {a: usable[a], b: usable[b]}, None, tolerance, "pair", floor)
@@ -348,6 +363,9 @@ class Judge:
                 for c in self.cells
                 if c == check_prefix or c.startswith(check_prefix + "/") or c.startswith(check_prefix + ".")
             ]
+            head = registry.head(check_prefix)
+            if not matched and self.cells.get(head, {}).get(backend, [None])[0] == SKIP:
+                continue  # its check did not run here (no export runtime installed, say): SKIP says why
             if not matched:
                 self.set(check_prefix, backend, FAIL, f"a declared divergence matches no check ({reason})")
             for check in matched:

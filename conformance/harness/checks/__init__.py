@@ -27,6 +27,7 @@ from conformance.harness.checks import (
     compiled,
     config,
     errors,
+    exports,
     fixtures,
     forward,
     gradients,
@@ -51,6 +52,7 @@ CHECKS = (
     policies,
     config,
     saved,
+    exports,
     training,
     errors,
 )
