@@ -136,3 +136,53 @@ def test_a_format_not_applicable_on_a_backend_covers_every_output_of_the_others(
     assert result["ok"], result["failing"]
     assert _cell(result, "exports/openvino.1", "jax") == ["SKIP", [NOT_HERE]]
     assert _cell(result, "exports/openvino.1", "torch")[0] == "PASS"
+
+
+def _with_any_batch(records, off_on=None, off_by=0.0) -> dict:
+    """Every backend's onnx export with an unknown batch size, run on the inputs stacked twice."""
+    stacked = np.concatenate([F32, F32[::-1]])
+    for backend in BACKENDS:
+        checks = _checks(records, backend)
+        checks["exports/reference/any-batch"] = _numeric(stacked, "float32")
+        values = stacked * (1 + off_by) if backend == off_on else stacked
+        checks["exports/onnx/any-batch"] = _numeric(values.astype(np.float32), "float32")
+    return records
+
+
+def test_an_export_with_an_unknown_batch_is_held_to_its_own_model_run_on_the_stacked_inputs(tmp_path):
+    records = _with_any_batch(_with_exports(_records(), formats=("onnx",)))
+    result = _report(tmp_path, records)
+    assert result["ok"], result["failing"]  # against the stacked reference: the declared one has half the rows
+    result = _report(tmp_path, _with_any_batch(_with_exports(_records(), formats=("onnx",)), "jax", 1e-4))
+    assert _cell(result, "exports/onnx/any-batch", "jax")[0] == "FAIL"
+    assert _cell(result, "exports/onnx/any-batch", "torch")[0] == "PASS"
+    assert _cell(result, "exports/onnx", "jax")[0] == "PASS"
+
+
+def test_an_unknown_batch_export_skipped_with_its_format_is_said_once_and_inputs_of_other_batches_skip(tmp_path):
+    records = _with_any_batch(_with_exports(_records(), formats=("onnx",)))
+    jax = _checks(records, "jax")
+    del jax["exports/onnx"], jax["exports/onnx/any-batch"]
+    jax["exports/onnx"] = {"kind": "text", "value": NOT_HERE}
+    result = _report(tmp_path, records)
+    assert result["ok"], result["failing"]
+    assert _cell(result, "exports/onnx", "jax") == ["SKIP", [NOT_HERE]]
+    assert "jax" not in result["subjects"]["dense"]["cells"]["exports/onnx/any-batch"]  # not twice, not missing
+    records = _with_exports(_records(), formats=("onnx",))
+    reason = "not applicable: the inputs' batch sizes differ (1, 2): one unknown batch size cannot stand for them"
+    for backend in BACKENDS:
+        _checks(records, backend)["exports/any-batch"] = {"kind": "text", "value": reason}
+    result = _report(tmp_path, records)
+    assert result["ok"] and all(_cell(result, "exports/any-batch", b) == ["SKIP", [reason]] for b in BACKENDS)
+    for backend in BACKENDS:  # a model with an unknown batch size that cannot be made fails, on every backend
+        _checks(records, backend)["exports/any-batch"] = _raised("ValueError", "the batch size must be known")
+    result = _report(tmp_path, records)
+    assert all(_cell(result, "exports/any-batch", b)[0] == "FAIL" for b in BACKENDS)
+    records = _with_any_batch(_with_exports(_records(), formats=("onnx",)))  # on one backend: there alone
+    torch = _checks(records, "torch")
+    del torch["exports/onnx/any-batch"], torch["exports/reference/any-batch"]
+    torch["exports/any-batch"] = _raised("ValueError", "the batch size must be known")
+    result = _report(tmp_path, records)
+    cells = result["subjects"]["dense"]["cells"]["exports/any-batch"]
+    assert cells["torch"][0] == "FAIL" and set(cells) == {"torch"}, cells
+    assert "torch" not in result["subjects"]["dense"]["cells"]["exports/onnx/any-batch"]  # its cause says it

@@ -220,15 +220,18 @@ class Run:
         for i, array in enumerate(outs):
             self.checks[prefix if len(outs) == 1 else f"{prefix}.{i}"] = numeric_entry(array, "float64")
 
-    def model(self, layer, dtype: str | None = None):
-        """A functional model around the layer (its float inputs of `dtype`, else as declared)."""
+    def model(self, layer, dtype: str | None = None, any_batch: bool = False):
+        """A functional model around the layer (its float inputs of `dtype`, else as declared; with `any_batch`,
+        every input's batch size unknown)."""
         keras = self.keras
 
         def input_dtype(spec):
             return dtype if dtype and spec.dtype.startswith(("float", "bfloat")) else spec.dtype
 
         inputs = [
-            keras.Input(batch_shape=spec.shape, dtype=input_dtype(spec), name=f"in{i}")
+            keras.Input(
+                batch_shape=(None, *spec.shape[1:]) if any_batch else spec.shape, dtype=input_dtype(spec), name=f"in{i}"
+            )
             for i, spec in enumerate(self.specs)
         ]
         args, kwargs = self.pack(inputs)

@@ -59,6 +59,14 @@ _OPENVINO_EXTRA_OUTPUT = (
     "Keras's OpenVINO export from TensorFlow gives the artifact an output the model has not (Embedding: its mask; "
     "MultiHeadAttention: a scalar strided_slice): docs/findings.md#openvino-exports-from-tensorflow"
 )
+_LITERT_TENSORLIST = (
+    "an LSTM exported to LiteRT from TensorFlow with the batch size unknown needs TensorFlow's TensorList ops "
+    "(Flex), which the LiteRT interpreter does not run: docs/findings.md#exports-with-an-unknown-batch-size"
+)
+_ONNX_LAYER_NORM = (
+    "LayerNormalization exported to ONNX from torch with the batch size unknown fails in torch.onnx "
+    "(SymbolicValueError on a Gather of the shape): docs/findings.md#exports-with-an-unknown-batch-size"
+)
 _OPENVINO_TENSORLIST = (
     "an LSTM exported to OpenVINO from TensorFlow does not convert (no conversion rule for TensorList): "
     "docs/findings.md#openvino-exports-from-tensorflow"
@@ -199,7 +207,8 @@ SUBJECTS = [
         oracle=_layer_norm,
         # mean and variance over 6 features, a reciprocal square root (not correctly rounded: a few ulps), scale
         tolerance=Tolerance(16, "mean and variance over 6 features, rsqrt, scale and shift", ulps=4),
-        divergences=[Divergence("policies/float64", b, _RESULT_TYPE) for b in ("jax", "torch")],
+        divergences=[Divergence("policies/float64", b, _RESULT_TYPE) for b in ("jax", "torch")]
+        + [Divergence("exports/onnx/any-batch", "torch", _ONNX_LAYER_NORM)],
     ),
     Subject(
         "Embedding-mask_zero",
@@ -248,6 +257,7 @@ SUBJECTS = [
         divergences=[Divergence("policies/float64", b, _RESULT_TYPE) for b in ("jax", "torch")]
         + [Divergence("policies/float16", b, _HALF_ORTHOGONAL) for b in ("jax", "torch")]
         + [Divergence("policies/bfloat16", b, _HALF_ORTHOGONAL) for b in ("jax", "torch", "tensorflow")]
-        + [Divergence("exports/openvino", "tensorflow", _OPENVINO_TENSORLIST)],
+        + [Divergence("exports/openvino", "tensorflow", _OPENVINO_TENSORLIST)]
+        + [Divergence("exports/litert/any-batch", "tensorflow", _LITERT_TENSORLIST)],
     ),
 ]

@@ -5,6 +5,12 @@ on the subject's inputs, against what the model computed in Keras before export 
 only as that reference), within the subject's tolerance (which holds for any order of the reduction, so a
 runtime that reorders or fuses needs no other bound), and against the other backends' artifacts.
 
+`exports/<format>/any-batch`: the same with the batch size unknown, as `model.export` makes it by default (every
+input's batch `None`; for `torch`, one `torch.export.Dim` shared by the inputs), the artifact run on the inputs
+stacked twice (the second copy in reverse order: twice the batch, each row away from its place), against the model
+on those. A subject whose inputs' batch sizes differ (one broadcast against another) has one SKIP instead
+(`exports/any-batch`): one unknown size cannot stand for both.
+
 A format is not applicable (SKIP, with the reason) where its runtime is not installed, or where Keras cannot export
 even a one-`Dense` model to it from this backend here (say `litert` from jax, or a converter missing): that is
 the environment's or Keras's, not the layer's, and is found out once per process by exporting that model
@@ -26,7 +32,8 @@ import numpy as np
 
 NAME = "exports"
 ROWS = (NAME,)
-UNJUDGED = ("exports/reference",)
+ANY_BATCH = "any-batch"
+UNJUDGED = ("exports/reference", f"exports/reference/{ANY_BATCH}")
 FAMILY_DEPTH = 2
 # Each format Keras's `Model.export` offers: the module its runtime is, and the artifact's file extension.
 FORMATS = {
@@ -51,21 +58,42 @@ def observe(run, layer, tensors) -> None:
     reference = None if model is None else run.attempt(NAME, lambda: model(run.tensors()))
     if reference is None:  # the model around the layer cannot be made or run in Keras: nothing to export
         return
-    run.record_outputs("exports/reference", reference)
-    count = len(run.outputs(reference))
     arrays = [np.asarray(a).astype(spec.dtype) for spec, a in zip(run.specs, run.arrays)]
+    _formats(run, model, reference, arrays, "")
+    batches = sorted({spec.shape[0] for spec in run.specs if len(spec.shape) > 0})
+    if len(batches) != 1:
+        run.text(
+            f"{NAME}/{ANY_BATCH}",
+            f"not applicable: the inputs' batch sizes differ ({', '.join(map(str, batches))}): one unknown batch "
+            "size cannot stand for them",
+        )
+        return
+    stacked = [np.concatenate([a, a[::-1]]) for a in arrays]  # twice the batch, each row away from its place
+    model = run.attempt(f"{NAME}/{ANY_BATCH}", lambda: run.model(layer, any_batch=True))
+    tensors = [run.backend.tensor(a, spec.dtype) for spec, a in zip(run.specs, stacked)]
+    reference = None if model is None else run.attempt(f"{NAME}/{ANY_BATCH}", lambda: model(tensors))
+    if reference is not None:
+        _formats(run, model, reference, stacked, f"/{ANY_BATCH}")
+
+
+def _formats(run, model, reference, arrays: list, variant: str) -> None:
+    """`model` exported in every format and run on `arrays`: `exports/<format><variant>` (the declared shapes for
+    variant "", the batch size unknown for "/any-batch"), beside `exports/reference<variant>`, what it computed in
+    Keras."""
+    run.record_outputs(f"{NAME}/reference{variant}", reference)
+    count = len(run.outputs(reference))
     folder = run.out_dir / run.subject.name
     folder.mkdir(parents=True, exist_ok=True)
     for fmt in FORMATS:
-        row = f"{NAME}/{fmt}"
-        unavailable = _format_here(fmt)
+        row = f"{NAME}/{fmt}{variant}"
+        unavailable = _format_here(fmt, bool(variant))
         if unavailable:
             run.text(row, f"not applicable: {unavailable}")
             continue
-        path = folder / f"export-{run.backend.NAME}{FORMATS[fmt][1]}"
+        path = folder / f"export-{run.backend.NAME}{variant.replace('/', '-')}{FORMATS[fmt][1]}"
 
         def export(fmt=fmt, path=path, row=row):
-            outs = _export_and_run(model, fmt, path, arrays)
+            outs = _export_and_run(model, fmt, path, arrays, any_batch=bool(variant))
             if len(outs) != count:  # an artifact with an output the model has not (a mask, say), or one fewer
                 raise ValueError(f"the {fmt} artifact has {len(outs)} outputs, the model {count}")
             run.record_outputs(row, outs if count > 1 else outs[0])
@@ -73,10 +101,22 @@ def observe(run, layer, tensors) -> None:
         run.attempt(row, export)
 
 
-def _export_and_run(model, fmt: str, path: Path, arrays: list) -> list:
+def _export_and_run(model, fmt: str, path: Path, arrays: list, any_batch: bool = False) -> list:
+    """`model` exported to `fmt` at `arrays`' shapes (with `any_batch`, as Keras does by default: the batch size
+    unknown), then run in the format's runtime on `arrays`."""
+    if not any_batch:
+        options = {"input_signature": _signature(arrays)}
+    elif fmt == "torch":  # Keras traces torch at a batch of 1, which torch.export fixes, unless told the size varies
+        import torch
+
+        batch = torch.export.Dim("batch")
+        # Keras models take `forward(*args)`: one spec for the args tuple, whose one item is the list of inputs
+        options = {"dynamic_shapes": [([{0: batch} for _ in arrays],)]}
+    else:
+        options = {}
     with warnings.catch_warnings():  # the converters warn about their own deprecations
         warnings.simplefilter("ignore")
-        model.export(str(path), format=fmt, verbose=False, input_signature=_signature(arrays))
+        model.export(str(path), format=fmt, verbose=False, **options)
         return [np.asarray(out) for out in _RUN[fmt](str(path), arrays)]
 
 
@@ -90,26 +130,28 @@ def _signature(arrays: list) -> list:
 
 
 @functools.cache
-def _format_here(fmt: str) -> str | None:
+def _format_here(fmt: str, any_batch: bool = False) -> str | None:
     """Why `fmt` cannot be checked in this process (its runtime missing, or Keras unable to export and run a
-    one-`Dense` model to it from this backend), or None."""
+    one-`Dense` model to it from this backend; with `any_batch`, exported with the batch size unknown and run at
+    another), or None."""
     import keras
 
     module = FORMATS[fmt][0]
     if importlib.util.find_spec(module) is None:
         return f"{fmt}'s runtime ({module}) is not installed here"
-    x = np.linspace(-1.0, 1.0, 6, dtype=np.float32).reshape(2, 3)
-    inputs = keras.Input(batch_shape=(2, 3), name="in0")
+    x = np.linspace(-1.0, 1.0, 12, dtype=np.float32).reshape(4, 3)
+    inputs = keras.Input(batch_shape=(None if any_batch else 4, 3), name="in0")
     # every name given: Keras's counters of automatic names (which later layers' names come from) stay as they were
     model = keras.Model([inputs], keras.layers.Dense(2, name="dense")(inputs), name="exports_control")
     try:
         want = np.asarray(keras.ops.convert_to_numpy(model([x])))
         with tempfile.TemporaryDirectory() as folder:
-            got = _export_and_run(model, fmt, Path(folder) / f"control{FORMATS[fmt][1]}", [x])[0]
+            got = _export_and_run(model, fmt, Path(folder) / f"control{FORMATS[fmt][1]}", [x], any_batch)[0]
     except Exception as exc:  # noqa: BLE001 - any failure here is the environment's: say which
         text = " ".join(str(exc).split())
+        how = " with an unknown batch size" if any_batch else ""
         return (
-            f"Keras does not export a one-Dense model to {fmt} from {keras.backend.backend()} here "
+            f"Keras does not export a one-Dense model to {fmt}{how} from {keras.backend.backend()} here "
             f"({type(exc).__name__}: {text[:300]})"
         )
     # far above float32's roundoff in 3 products and a bias (gamma(4) ~ 5e-7 relative): this says whether the
@@ -122,15 +164,23 @@ def _format_here(fmt: str) -> str | None:
 def judge(judge, row: str) -> None:
     """An artifact's outputs against the model it was exported from (in Keras, on the same backend), and between
     backends; a format not applicable on a backend is SKIP there with the reason, and judged on the others."""
+    base = row.split(".")[0]
+    variant = f"/{ANY_BATCH}" if base.endswith(f"/{ANY_BATCH}") else ""
+    fmt_row = base[: len(base) - len(variant)]  # exports/<format>
     skipped = {}
     for backend in judge.backends:
-        for name in (NAME, row.split(".")[0]):  # the whole check, or this format, not applicable there
+        for name in (NAME, fmt_row, base):  # the whole check, this format, or this export of it not applicable there
             entry = judge.obs[backend].get(name)
             if entry is not None and entry["kind"] == "text" and entry["value"].startswith("not applicable"):
-                skipped.setdefault(backend, entry["value"])
-    for backend, text in skipped.items():
-        judge.set(row, backend, judge.SKIP, text)
-    if row == NAME:  # the model around the layer could not be made or run in Keras (on every backend)
+                skipped.setdefault(backend, (name, entry["value"]))
+    for backend, (name, text) in skipped.items():
+        if not (variant and name != base):  # an any-batch row skipped with its format: the format's SKIP says why
+            judge.set(row, backend, judge.SKIP, text)
+    for backend in judge.backends:  # the model with an unknown batch size raised there: that row fails, not this
+        entry = judge.obs[backend].get(f"{NAME}/{ANY_BATCH}")
+        if variant and entry is not None and entry["kind"] == "raised":
+            skipped.setdefault(backend, (f"{NAME}/{ANY_BATCH}", ""))
+    if base in (NAME, f"{NAME}/{ANY_BATCH}"):  # the model around the layer could not be made or run in Keras
         for backend in judge.backends:
             entry = judge.obs[backend].get(row)
             if entry is not None and entry["kind"] == "raised":
@@ -138,7 +188,7 @@ def judge(judge, row: str) -> None:
         return
     if len(skipped) < len(judge.backends):
         with judge.among([b for b in judge.backends if b not in skipped]):
-            reference = judge.own("exports/reference" + judge.suffix(row), "model before export")
+            reference = judge.own(f"{NAME}/reference{variant}{judge.suffix(row)}", "model before export")
             judge.numeric(row, reference, judge.tolerance, trusted=True)
 
 
