@@ -335,16 +335,24 @@ def _stem(path: str) -> str:
 
 
 def run_harness(
-    session: nox.Session, files: list[str], reports: Path, pythons: list[str] = (), env: dict[str, str] | None = None
+    session: nox.Session,
+    files: list[str],
+    reports: Path,
+    pythons: list[str] = (),
+    env: dict[str, str] | None = None,
+    selftest: bool = True,
 ) -> None:
     """`python -m conformance.harness FILE` for each declaration file, its records and report in `reports/<stem>`,
-    then its self-test (`python -m conformance.harness selftest FILE`: defects planted on one backend each, which
-    the report must name there), in `reports/selftest/<stem>`."""
+    then (with `selftest`) its self-test (`python -m conformance.harness selftest FILE`: defects planted on one
+    backend each, which the report must name there), in `reports/selftest/<stem>`."""
     for path in files:
         # a private KERAS_HOME, as in the test sessions: the user's keras.json never leaks in; a subject's folder
         # (conformance/subjects/hyperzzw/subjects.py) names its report by the folder
         stem = _stem(path)
-        for command, out in (((), reports / stem), (("selftest",), reports.parent / "selftest" / reports.name / stem)):
+        runs = [((), reports / stem)]
+        if selftest:
+            runs.append((("selftest",), reports.parent / "selftest" / reports.name / stem))
+        for command, out in runs:
             session.run(
                 "python",
                 "-m",
@@ -411,17 +419,7 @@ def harness_export(session: nox.Session) -> None:
     with venv_discarded_at_the_end(session):
         install(session, "test", "export", "export-jax", *EXTRAS.values())
         files = session.posargs or [str(SUBJECTS / "hyperzzw" / "subjects.py")]
-        for path in files:
-            session.run(
-                "python",
-                "-m",
-                "conformance.harness",
-                path,
-                "--out",
-                str(REPORTS / "harness-export" / _stem(path)),
-                f"--fixtures={GOLDEN_HARNESS / _stem(path)}",
-                env={"KERAS_HOME": session.create_tmp()},
-            )
+        run_harness(session, files, REPORTS / "harness-export", selftest=False)  # every backend in this venv
 
 
 @nox.session(tags=["golden"], default=False)

@@ -47,8 +47,7 @@ RUNTIMES = ("onnxruntime", "openvino", "ai_edge_litert")  # none of them install
 
 
 def observe(run, layer, tensors) -> None:
-    missing = [m for m in RUNTIMES if importlib.util.find_spec(m) is None]
-    if len(missing) == len(RUNTIMES):
+    if all(importlib.util.find_spec(m) is None for m in RUNTIMES):
         run.text(NAME, f"not applicable: no export runtime is installed here ({', '.join(RUNTIMES)})")
         return
     if any(spec.dtype == "bfloat16" for spec in run.specs):
