@@ -285,24 +285,23 @@ def distributed(session: nox.Session, backend: str) -> None:
     )
 
 
-# Export runtimes are heavy (OpenVINO, ONNX Runtime, TensorFlow for jax2tf): their own venvs, not in the
-# default `nox` run; `nox -t tests` (CI) runs them.
-@per_backend("export", tags=["export", "tests"], default=False)
-def export(session: nox.Session, backend: str) -> None:
-    """model.export in every format Keras offers from the backend, and traces with unknown dims, against the oracle."""
-    with venv_discarded_at_the_end(session):
-        install(session, "test", "export", *(["export-jax"] if backend == "jax" else []), EXTRAS[backend])
-        session.run(
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-rxXs",
-            "conformance/test_export.py",
-            "conformance/test_traced.py",
-            *session.posargs,
-            # its session record: the report's scope says whether it ran, and how it ended
-            env={**backend_env(session, backend), "HYPERZZW_OBSERVED": str(REPORTS / f"session-export-{backend}.json")},
-        )
+# Runs in tests-<backend>'s virtualenv (the same packages); not in the default `nox`: it compiles per case.
+@per_backend("traced", tags=["traced", "tests"], default=False, python=False)
+def traced(session: nox.Session, backend: str) -> None:
+    """The layer traced with unknown sizes (jax.export, tf.function, torch.export, torch.compile) vs the oracle."""
+    REPORTS.mkdir(exist_ok=True)
+    run_in_backend_venv(
+        session,
+        backend,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-rxXs",
+        "conformance/test_traced.py",
+        # its session record: the report's scope says whether it ran, and how it ended
+        env={"HYPERZZW_OBSERVED": str(REPORTS / f"session-traced-{backend}.json")},
+    )
 
 
 SUBJECTS = ROOT / "conformance" / "subjects"
@@ -412,6 +411,7 @@ def harness_kerasfactory(session: nox.Session) -> None:
 # The exports check (conformance/harness/checks/exports.py) runs where the export runtimes are installed: one venv
 # holding the three backends and the `export` extras (3.5 GB; removed at the end under HYPERZZW_DISCARD_VENVS=1),
 # every backend's process in it. In the tests-<backend> venvs, which hold no export runtime, that check is one SKIP.
+# hyperzzw's report (`nox -s report`) reads its records of hyperzzw's subjects: its scope's `harness-export`.
 @nox.session(tags=["tests", "harness", "export"], default=False)
 def harness_export(session: nox.Session) -> None:
     """The harness, exports included, on hyperzzw's subjects (or the files given), every backend in one venv with

@@ -28,11 +28,10 @@ collect_ignore = [
 
 
 def pytest_ignore_collect(collection_path, config):
-    """test_distributed.py, test_export.py and test_traced.py run only when named (`pytest
-    conformance/test_export.py`, as the `distributed-<backend>` and `export-<backend>` nox sessions do): the
-    first spawns a distributed run of its own (50-100 s), the second needs the export runtimes (the `export`
-    extra), the third traces and compiles per case (55 s on torch), kept out of the 180 s default run."""
-    if collection_path.name in ("test_distributed.py", "test_export.py", "test_traced.py"):
+    """test_distributed.py and test_traced.py run only when named (`pytest conformance/test_traced.py`, as the
+    `distributed-<backend>` and `traced-<backend>` nox sessions do): the first spawns a distributed run of its own
+    (50-100 s), the second traces and compiles per case (26 s on torch), kept out of the default run."""
+    if collection_path.name in ("test_distributed.py", "test_traced.py"):
         return not any(collection_path.stem in str(arg) for arg in config.args)
     if collection_path.name == "subjects" and collection_path.parent.name == "conformance":
         return True  # harness declarations, not tests: `nox -s harness` runs them

@@ -12,9 +12,10 @@ Three steps, data flowing one way:
    the sum of their two tolerances (each is within its own of the same exact value), or "missing"; each error
    check against the catalogue.
 
-Then the scope: which sessions it covered (the three test sessions always; export and distributed when their
-records are there and name the layer file the test sessions tested, "not run" otherwise). PASS needs every step
-clean. Writes Markdown and JSON.
+Then the scope: which sessions it covered (the three test sessions always; the traced and distributed sessions
+when their records are there and name the layer file the test sessions tested; the exports, `harness-export`,
+when the harness's records of hyperzzw's subjects with the export runtimes are there, of that layer file, and
+judged by the harness's own report; "not run" otherwise). PASS needs every step clean. Writes Markdown and JSON.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from conformance import expected, observed
+from conformance.harness import compare as harness_compare
 from conformance.subjects.hyperzzw import golden, tolerance
 
 BACKENDS = ("jax", "torch", "tensorflow")
 # The sessions beside the test sessions that record how they ended (`reports/session-<kind>-<backend>.json`).
-OTHER_SESSIONS = ("export", "distributed")
+OTHER_SESSIONS = ("traced", "distributed")
+# Where `nox -s harness_export` leaves the harness's records of hyperzzw's subjects, exports included.
+HARNESS_EXPORT = Path("harness-export") / "hyperzzw"
 # A version set's records live in `reports/<set>/`; the pinned set's in `reports/` itself.
 NAMED_SETS = ("oldest", "latest", "nightly", "custom")
 
@@ -356,9 +360,10 @@ def _tested_layer(path: Path, record: dict) -> str | None:
 
 
 def scope(reports: Path, layer: str | None = None) -> tuple[dict, list[str]]:
-    """{session name: "passed" / "FAILED (...)" / "not run" / "not run on this layer"} for the export and
-    distributed sessions; `layer` is the sha256 of the layer file the test sessions tested (None: not checked).
-    A record left by an earlier run on another layer file says nothing about this one."""
+    """{session name: "passed" / "FAILED (...)" / "not run" / "not run on this layer"} for the traced and
+    distributed sessions and the exports (`harness-export`); `layer` is the sha256 of the layer file the test
+    sessions tested (None: not checked). A record left by an earlier run on another layer file says nothing about
+    this one."""
     out, problems = {}, []
     for kind, backend in itertools.product(OTHER_SESSIONS, BACKENDS):
         name, path = f"{kind}-{backend}", reports / f"session-{kind}-{backend}.json"
@@ -380,7 +385,35 @@ def scope(reports: Path, layer: str | None = None) -> tuple[dict, list[str]]:
             out[name] = "passed"
         if out[name] != "passed":
             problems.append(f"{name}: {out[name]}")
+    out["harness-export"] = exports_scope(reports / HARNESS_EXPORT, layer)
+    if out["harness-export"].startswith("FAILED"):
+        problems.append(f"harness-export: {out['harness-export']}")
     return out, problems
+
+
+def exports_scope(folder: Path, layer: str | None = None) -> str:
+    """How the harness's run of hyperzzw's subjects with the export runtimes went (`nox -s harness_export`), judged
+    by the harness's own report from its records in `folder`: "passed", "FAILED (...)", "not run" (no record) or
+    "not run on this layer" (its records are of another layer file than `layer`'s sha256)."""
+    if not any((folder / f"{phase}-{b}.json").is_file() for phase in harness_compare.PHASES for b in BACKENDS):
+        return "not run"
+    records, problems = harness_compare.read(folder)
+    tested = {
+        sha
+        for made in records.values()
+        for record in made.values()
+        for subject in record.get("subjects", {}).values()
+        for sha in (subject.get("sources") or {}).values()
+    }
+    if len(tested) != 1:
+        return f"FAILED (its records name {len(tested)} layer files, not one)"
+    if layer is not None and tested != {layer}:
+        return "not run on this layer"
+    result = harness_compare.build(folder, (records, problems))
+    if result["ok"]:
+        return "passed"
+    reasons = [*result["partial"], *result["problems"], *result["failing"]]
+    return f"FAILED (the harness's report: {'; '.join(reasons[:3])}{'; ...' if len(reasons) > 3 else ''})"
 
 
 def build(reports: Path, version_set: str | None = None) -> dict:

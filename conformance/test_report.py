@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from conformance import expected, observed, report, upstream
+from conformance import expected, observed, report, test_harness_report, upstream
 from conformance.subjects.hyperzzw import cases, golden
 
 LAYER = {"path": "/src/hyperzzw/layer.py", "sha256": "ab" * 32}
@@ -107,7 +107,8 @@ def _each_part(edit):
 def test_complete_agreeing_records_pass(tmp_path, records):
     result = _report(tmp_path, records)
     assert result["ok"], result["problems"]
-    assert result["scope"]["tests-jax"] == "recorded" and result["scope"]["export-jax"] == "not run"
+    assert result["scope"]["tests-jax"] == "recorded" and result["scope"]["traced-jax"] == "not run"
+    assert result["scope"]["harness-export"] == "not run"
 
 
 def test_every_declared_observation_has_its_reference():
@@ -429,7 +430,7 @@ def test_upstream_differences_are_listed(tmp_path, records):
 
 
 def _write_other_session(folder, name: str, backend: str, layer: dict | None = LAYER, **fields) -> None:
-    """An export or distributed session's record (`name`: "export" or "distributed"): one worker, whose part
+    """A traced or distributed session's record (`name`: "traced" or "distributed"): one worker, whose part
     names the layer file it tested (none written when `layer` is None)."""
     path = folder / f"session-{name}-{backend}.json"
     session = {"kind": "session", "backend": backend, "run": f"host:9:{name}", "workers": ["main"], "exit_status": 0}
@@ -441,32 +442,86 @@ def _write_other_session(folder, name: str, backend: str, layer: dict | None = L
 
 
 def test_the_verdict_names_its_scope(tmp_path, records):
-    """Export and distributed sessions that recorded are in the scope with how they ended; the others are
+    """Traced and distributed sessions that recorded are in the scope with how they ended; the others are
     "not run", never a PASS; a failed one fails the report."""
     _write(tmp_path, records)
-    _write_other_session(tmp_path, "export", "jax")
+    _write_other_session(tmp_path, "traced", "jax")
     result = report.build(tmp_path)
-    assert result["ok"] and result["scope"]["export-jax"] == "passed"
+    assert result["ok"] and result["scope"]["traced-jax"] == "passed"
     assert result["scope"]["distributed-torch"] == "not run"
     line = report.summary(result).splitlines()[-2]
-    assert line.startswith("  scope: recorded: tests-jax, tests-torch, tests-tensorflow; passed: export-jax; not run:")
+    assert line.startswith("  scope: recorded: tests-jax, tests-torch, tests-tensorflow; passed: traced-jax; not run:")
     _write_other_session(tmp_path, "distributed", "torch", exit_status=1, failed=2)
     result = report.build(tmp_path)
     assert result["problems"] == ["distributed-torch: FAILED (pytest exit status 1, 2 failed)"]
 
 
 def test_a_session_record_of_another_layer_file_is_not_in_the_scope(tmp_path, records):
-    """An export record left by an earlier run on another layer file (the layer changed, `nox` ran only the
+    """A traced record left by an earlier run on another layer file (the layer changed, `nox` ran only the
     test sessions) says nothing about this layer: "not run on this layer", never passed; a record whose part
     is missing names no layer and fails the report."""
     _write(tmp_path, records)
-    _write_other_session(tmp_path, "export", "jax", layer=dict(LAYER, sha256="0" * 64))
+    _write_other_session(tmp_path, "traced", "jax", layer=dict(LAYER, sha256="0" * 64))
     result = report.build(tmp_path)
-    assert result["ok"] and result["scope"]["export-jax"] == "not run on this layer"
+    assert result["ok"] and result["scope"]["traced-jax"] == "not run on this layer"
     assert "passed:" not in report.summary(result)
-    _write_other_session(tmp_path, "export", "torch", layer=None)
+    _write_other_session(tmp_path, "traced", "torch", layer=None)
     result = report.build(tmp_path)
-    assert not result["ok"] and result["scope"]["export-torch"].startswith("FAILED (its record names no one layer")
+    assert not result["ok"] and result["scope"]["traced-torch"].startswith("FAILED (its record names no one layer")
+
+
+def _harness_records(layer_sha: str = LAYER["sha256"]) -> dict:
+    """A complete, agreeing harness run (test_harness_report's records, made by hand), its subject's layer source
+    the file of `layer_sha`, as `nox -s harness_export` leaves it."""
+    records = test_harness_report._records()
+    for record in records.values():
+        for subject in record["subjects"].values():
+            subject["sources"] = {"hyperzzw.layer.HyperZZWOperator": layer_sha}
+    return records
+
+
+def _write_harness_export(folder, harness_records: dict) -> None:
+    target = folder / report.HARNESS_EXPORT
+    target.mkdir(parents=True, exist_ok=True)
+    for (backend, phase), made in harness_records.items():
+        (target / f"{phase}-{backend}.json").write_text(json.dumps(made))
+
+
+def test_the_exports_are_in_the_scope_as_the_harness_judges_them(tmp_path, records):
+    """The exports (`nox -s harness_export`, the harness's records of hyperzzw's subjects): passed when the
+    harness's own report passes on records of the layer file the test sessions tested; "not run on this layer"
+    for records of another file; FAILED, and the report too, when the harness's report fails (a backend's
+    record missing, a failing cell) or its records name more than one layer file."""
+    _write(tmp_path, records)
+    _write_harness_export(tmp_path, _harness_records())
+    result = report.build(tmp_path)
+    assert result["ok"] and result["scope"]["harness-export"] == "passed", result["problems"]
+    assert "passed: harness-export" in report.summary(result)
+
+    _write_harness_export(tmp_path, _harness_records("0" * 64))
+    result = report.build(tmp_path)
+    assert result["ok"] and result["scope"]["harness-export"] == "not run on this layer"
+
+    harness_records = _harness_records()
+    (tmp_path / report.HARNESS_EXPORT / "load-torch.json").unlink()
+    del harness_records[("torch", "load")]
+    _write_harness_export(tmp_path, harness_records)
+    result = report.build(tmp_path)
+    assert not result["ok"] and result["scope"]["harness-export"].startswith("FAILED (the harness's report: torch: no")
+    assert result["problems"] == [f"harness-export: {result['scope']['harness-export']}"]
+
+    harness_records = _harness_records()
+    checks = harness_records[("jax", "record")]["subjects"]["dense"]["checks"]
+    checks["forward"] = test_harness_report._numeric(test_harness_report.REFERENCE * 1.01, "float32")
+    _write_harness_export(tmp_path, harness_records)
+    result = report.build(tmp_path)
+    assert not result["ok"] and "dense: forward on jax" in result["scope"]["harness-export"]
+
+    harness_records = _harness_records()
+    harness_records[("tensorflow", "load")]["subjects"]["dense"]["sources"] = {"hyperzzw.layer.X": "cd" * 32}
+    _write_harness_export(tmp_path, harness_records)
+    result = report.build(tmp_path)
+    assert not result["ok"] and result["scope"]["harness-export"] == "FAILED (its records name 2 layer files, not one)"
 
 
 def test_observations_round_trip(tmp_path):
