@@ -419,7 +419,24 @@ def harness_export(session: nox.Session) -> None:
     with venv_discarded_at_the_end(session):
         install(session, "test", "export", "export-jax", *EXTRAS.values())
         files = session.posargs or [str(SUBJECTS / "hyperzzw" / "subjects.py")]
-        run_harness(session, files, REPORTS / "harness-export", selftest=False)  # every backend in this venv
+        env = {"PYTHONPATH": kerasfactory_path(session)} if any("kerasfactory" in f for f in files) else {}
+        run_harness(session, files, REPORTS / "harness-export", env=env, selftest=False)  # every backend here
+
+
+# The table of every subject (docs/table.md), from the records `nox -s harness_export -- <files>` left.
+TABLE = ROOT / "docs" / "table.md"
+
+
+@nox.session(tags=["table"], default=False)
+def table(session: nox.Session) -> None:
+    """Write docs/table.md (a row per subject, a column group per backend) from the records of
+    `nox -s harness_export -- conformance/subjects/*/subjects.py conformance/subjects/*.py` (or the files given)."""
+    _install_once(session, "-c", CONSTRAINTS, "numpy")
+    folders = [REPORTS / "harness-export" / _stem(path) for path in session.posargs or subject_files()]
+    missing = [str(folder) for folder in folders if not (folder / "record-jax.json").is_file()]
+    if missing:
+        session.error(f"no records in {', '.join(missing)}: run `nox -s harness_export -- <their files>` first")
+    session.run("python", "-m", "conformance.harness", "table", *map(str, folders), "--out", str(TABLE))
 
 
 @nox.session(tags=["golden"], default=False)
@@ -474,6 +491,8 @@ def golden_check(session: nox.Session) -> None:
         "conformance/test_harness_report.py",
         "conformance/test_harness_pytest.py",
         "conformance/test_harness_exports.py",
+        "conformance/test_harness_table.py",
+        "conformance/test_harness_shards.py",
     )
 
 

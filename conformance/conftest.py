@@ -24,6 +24,8 @@ collect_ignore = [
     "test_harness_report.py",
     "test_harness_pytest.py",
     "test_harness_exports.py",
+    "test_harness_table.py",
+    "test_harness_shards.py",
 ]
 
 

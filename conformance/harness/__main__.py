@@ -5,8 +5,11 @@ each backend in a process of its own, then the cross-backend report.
     python -m conformance.harness my_subjects.py --python torch=.venv-torch/bin/python ...   # a venv per backend
     python -m conformance.harness my_subjects.py --backend jax         # one backend, against the references alone
     python -m conformance.harness report reports/harness               # the report of records already made
+    python -m conformance.harness my_subjects.py --shard 2/4 --run ID --out shard2   # one CI job's share
+    python -m conformance.harness report --out merged shard1 shard2 shard3 shard4      # the shards' one report
     python -m conformance.harness selftest my_subjects.py              # plant defects: does the report see them?
     python -m conformance.harness fixtures my_subjects.py              # write (or rewrite) the stored fixtures
+    python -m conformance.harness table reports/harness/my_subjects --out table.md   # the table of runs' records
 
 Exit status 0 when the report says PASS (with `--backend` or `--only`, which it never says PASS on: when no cell of
 what ran fails), 1 otherwise.
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from conformance.harness import compare
 from conformance.harness.declaration import BACKENDS
+from conformance.harness.record import shard_arg
 
 
 def harness_path(folder: Path) -> str:
@@ -56,6 +60,8 @@ def phase_command(backend: str, phase: str, args, python: str) -> tuple[list[str
     command += ["--fixtures", str(args.fixtures)]
     for name in args.only or []:
         command += ["--only", name]
+    if getattr(args, "shard", None):
+        command += ["--shard", "{}/{}".format(*args.shard)]
     if tuple(backends_of(args)) != BACKENDS:
         command += [f"--backend={b}" for b in backends_of(args)]
     return command, env
@@ -113,7 +119,7 @@ def run_all(args, pythons: dict, phases=("record", "load"), check: bool = True) 
     if not Path(args.subjects).is_file():
         print(f"harness: no declaration file at {args.subjects}", file=sys.stderr)
         return 2
-    args.run = uuid.uuid4().hex
+    args.run = getattr(args, "run", None) or uuid.uuid4().hex
     args.out.mkdir(parents=True, exist_ok=True)
     made = [*args.out.glob("record-*.json"), *args.out.glob("load-*.json"), *args.out.glob("fixtures-*.json")]
     for stale in [*made, *args.out.glob("*/saved-*.keras")]:
@@ -129,10 +135,15 @@ def run_all(args, pythons: dict, phases=("record", "load"), check: bool = True) 
     return 0
 
 
-def report(folder: Path, backends: tuple[str, ...] = BACKENDS) -> int:
-    """The report of `folder`'s records of `backends`, printed and written beside them. 0 when it says PASS, or,
-    for some backends only, when none of their cells fails."""
-    result = compare.build(folder, backends=backends)
+def report(folder: Path, backends: tuple[str, ...] = BACKENDS, shards: list[Path] | None = None) -> int:
+    """The report of `folder`'s records of `backends` (or of the records of one run's `shards`, merged), printed
+    and written in `folder`. 0 when it says PASS, or, for some backends or subjects only, when none of their cells
+    fails."""
+    if shards:
+        folder.mkdir(parents=True, exist_ok=True)
+        result = compare.build(folder, read_records=compare.read_shards(shards, backends), backends=backends)
+    else:
+        result = compare.build(folder, backends=backends)
     text = compare.render(result)
     (folder / "report.txt").write_text(text + "\n")
     (folder / "report.json").write_text(json.dumps(result, indent=1, default=str))
@@ -143,7 +154,11 @@ def report(folder: Path, backends: tuple[str, ...] = BACKENDS) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["report"]:
-        return report(Path(argv[1] if len(argv) > 1 else "reports/harness"))
+        return report_command(argv[1:])
+    if argv[:1] == ["table"]:
+        from conformance.harness import table
+
+        return table.main(argv[1:])
     command = argv[0] if argv[:1] in (["run"], ["selftest"], ["fixtures"]) else "run"
     argv = argv[1:] if command != "run" or argv[:1] == ["run"] else argv
     parser = argparse.ArgumentParser(
@@ -174,6 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         "the declaration file)",
     )
     parser.add_argument(
+        "--shard",
+        type=shard_arg,
+        metavar="K/N",
+        help="run the K-th of N shares of the subjects (one CI job each; give every job the same --run), then "
+        "`report --out DIR SHARD_FOLDERS...` merges them; a shard's own report is never PASS",
+    )
+    parser.add_argument("--run", help="the run's id (default: a new one); every shard of a run needs the same")
+    parser.add_argument(
         "--jobs",
         type=int,
         default=min(len(BACKENDS), os.cpu_count() or 1),
@@ -189,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     args.fixtures = args.fixtures.resolve()
     if command == "run":
         return run_all(args, pythons) or report(args.out, backends_of(args))
-    if args.backends:
-        parser.error(f"--backend runs some backends of a run; {command} needs every backend")
+    if args.backends or args.shard or args.run:
+        parser.error(f"--backend, --shard and --run are for a run; {command} runs every backend and subject")
     if command == "fixtures":
         if args.out == Path("reports/harness"):
             args.out = Path("reports/fixtures")
@@ -199,6 +222,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.out == Path("reports/harness"):
         args.out = Path("reports/selftest")
     return run_all(args, pythons, phases=selftest_phases()) or self_test(args.out)
+
+
+def report_command(argv: list[str]) -> int:
+    """`report [FOLDER]`: the report of one run's records; `report --out DIR SHARD...`: of one run's shards."""
+    parser = argparse.ArgumentParser(prog="python -m conformance.harness report")
+    parser.add_argument("folders", nargs="*", type=Path, help="one run's records, or each shard's (--shard)")
+    parser.add_argument("--out", type=Path, help="where the merged report goes (with shards)")
+    args = parser.parse_args(argv)
+    folders = args.folders or [Path("reports/harness")]
+    if args.out is None and len(folders) == 1:
+        return report(folders[0])
+    if args.out is None:
+        parser.error("several folders are one run's shards: say where their merged report goes (--out DIR)")
+    return report(args.out, shards=folders)
 
 
 def write_fixtures(folder: Path, fixtures: Path) -> int:

@@ -30,6 +30,76 @@ def read(
 ) -> tuple[dict, list[str]]:
     """{backend: {phase: record}} of `backends` and `phases` (the self-test has no load phase), and the problems
     with the records themselves."""
+    records, problems = _read_folder(folder, backends, phases)
+    return records, problems + _inconsistencies(records)
+
+
+def read_shards(
+    folders: list[str | Path], backends: tuple[str, ...] = BACKENDS, phases: tuple[str, ...] = PHASES
+) -> tuple[dict, list[str]]:
+    """The records of one run split across folders by `--shard K/N` (one CI job per shard), merged into what one
+    run's `read` gives: per backend and phase, every shard's subjects in one record. Each of the N shards must be
+    there exactly once for every backend and phase, all of one run (one `--run` id) and one declaration; a shard
+    missing, given twice, of another run or of another N is a problem, so a merge says PASS only where one run
+    would."""
+    problems, found = [], {}  # (backend, phase) -> [(shard, folder, record)]
+    for folder in folders:
+        records, folder_problems = _read_folder(folder, backends, phases)
+        problems += [f"{Path(folder).name}: {p}" for p in folder_problems]
+        for backend, made in records.items():
+            for phase, record in made.items():
+                shard = tuple((record.get("selection") or {}).get("shard") or ())
+                if len(shard) != 2:
+                    problems.append(f"{Path(folder).name}: {phase}-{backend}.json is not a shard's record (--shard)")
+                    continue
+                found.setdefault((backend, phase), []).append((shard, Path(folder).name, record))
+    merged = {}
+    for (backend, phase), items in sorted(found.items()):
+        counts = sorted({n for (_, n), _, _ in items})
+        if len(counts) != 1:
+            problems.append(f"{phase}-{backend}: shards of different counts ({', '.join(map(str, counts))})")
+            continue
+        given = [k for (k, _), _, _ in items]
+        for k in range(1, counts[0] + 1):
+            if given.count(k) != 1:
+                where = ", ".join(name for (i, _), name, _ in items if i == k)
+                problems.append(
+                    f"{phase}-{backend}: shard {k} of {counts[0]} "
+                    + (f"given {given.count(k)} times ({where})" if given.count(k) else "missing")
+                )
+        record = dict(items[0][2])
+        record["subjects"] = {}
+        for _, _, shard_record in sorted(items, key=lambda item: item[0]):
+            for subject in shard_record["subjects"]:
+                if subject in record["subjects"]:
+                    problems.append(f"{phase}-{backend}: the subject {subject!r} is in more than one shard")
+            record["subjects"].update(shard_record["subjects"])
+        ran = sum(len(item[2]["selection"].get("ran", [])) for item in items)
+        declared = items[0][2]["selection"].get("declared")
+        if ran != declared and not problems:
+            problems.append(f"{phase}-{backend}: the shards ran {ran} of the declaration's {declared} subjects")
+        record["process"] = "+".join(r.get("process") or "?" for _, _, r in sorted(items, key=lambda i: i[0]))
+        record["run"] = items[0][2].get("run")
+        record["selection"] = None
+        merged.setdefault(backend, {})[phase] = record
+        runs = sorted({str(r.get("run")) for _, _, r in items})
+        if len(runs) > 1:
+            problems.append(f"{phase}-{backend}: shards of different runs ({', '.join(runs)})")
+        declarations = {json.dumps(r.get("declaration", {}).get("sha256")) for _, _, r in items}
+        if len(declarations) > 1:
+            problems.append(f"{phase}-{backend}: shards of different declaration files")
+    processes = [p for made in found.values() for _, _, r in made for p in [r.get("process")]]
+    if len(processes) != len(set(processes)):
+        problems.append("two shards' records come from one process: copied or relabelled")
+    for backend in backends:
+        for phase in phases:
+            if (backend, phase) not in found:
+                problems.append(f"{backend}: no {phase}-{backend}.json in any shard")
+    return merged, problems + _inconsistencies(merged)
+
+
+def _read_folder(folder: str | Path, backends: tuple[str, ...], phases: tuple[str, ...]) -> tuple[dict, list[str]]:
+    """Each record of `folder` that is what its name says (else a problem), unchecked against the others."""
     folder, records, problems = Path(folder), {}, []
     for backend in backends:
         for phase in phases:
@@ -58,6 +128,12 @@ def read(
                 problems.append(f"{backend}: {path.name} is not a complete {phase} record of {backend}")
                 continue
             records.setdefault(backend, {})[phase] = record
+    return records, problems
+
+
+def _inconsistencies(records: dict) -> list[str]:
+    """What makes the records not one run's: copies, several runs, declarations or keras and numpy versions."""
+    problems = []
     present = [r for made in records.values() for r in made.values()]
     processes = {}
     for r in present:  # every phase of every backend is a process of its own
@@ -78,7 +154,7 @@ def read(
         if len(keys) > 1:
             what = "different declaration files" if field == "declaration" else "different keras or numpy versions"
             problems.append(f"the records come from {what}: " + ", ".join(sorted(keys)))
-    return records, problems
+    return problems
 
 
 def _versions_key(versions: dict) -> list:
@@ -139,11 +215,13 @@ def build(
         problems.append("no subject was recorded")
     partial = [] if tuple(backends) == BACKENDS else [f"{', '.join(backends)} only"]
     selections = {json.dumps(r["selection"]) for p in records.values() for r in p.values() if r.get("selection")}
-    for selection in map(json.loads, sorted(selections)):  # a run with --only (pytest -k): some subjects left out
-        partial.append(
-            f"{len(selection['ran'])} of the declaration's {selection['declared']} subjects "
-            f"(--only {' '.join(selection['only'])})"
+    for selection in map(json.loads, sorted(selections)):  # --only (pytest -k) or --shard: some subjects left out
+        how = (
+            f"--only {' '.join(selection['only'])}"
+            if selection.get("only")
+            else "shard {} of {}".format(*selection.get("shard", ("?", "?")))
         )
+        partial.append(f"{len(selection['ran'])} of the declaration's {selection['declared']} subjects ({how})")
     complete = all(len(records.get(b, {})) == len(phases) for b in BACKENDS)
     ok = not partial and not problems and not failing and complete
     versions = {b: made.get("record", {}).get("versions") for b, made in records.items()}

@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "several runs); default: a new one (a record alone)",
     )
     parser.add_argument("--plant", action="store_true", help="the self-test's planted subjects instead")
+    parser.add_argument("--shard", type=shard_arg, help="K/N: the K-th of N shares of the subjects (one CI job each)")
     parser.add_argument(
         "--backend",
         action="append",
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     target = out_dir / f"{args.phase}-{backend_name}.json"
     target.unlink(missing_ok=True)
     try:
-        subjects, record["selection"] = load_subjects(args.subjects, args.only, args.plant)
+        subjects, record["selection"] = load_subjects(args.subjects, args.only, args.plant, args.shard)
         if args.phase == "check":
             for subject in subjects:
                 declaration.check_constructible(subject)
@@ -158,16 +159,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def load_subjects(path: str, only: list[str] | None = None, plant: bool = False) -> tuple[list[Subject], dict | None]:
-    """The declaration's subjects (`only` these names; a drawn subject's name selects all its draws), or, with
-    `plant`, the self-test's subjects made from them (`conformance.harness.selftest`); and the selection, when
-    `only` left some of the declaration's subjects out (the report never says PASS on a selection), else None."""
+def shard_arg(text: str) -> tuple[int, int]:
+    """`K/N` (1 <= K <= N) as (K, N)."""
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N, such as 2/4. Received: {text!r}")
+    return int(k), int(n)
+
+
+def load_subjects(
+    path: str, only: list[str] | None = None, plant: bool = False, shard: tuple[int, int] | None = None
+) -> tuple[list[Subject], dict | None]:
+    """The declaration's subjects (`only` these names; a drawn subject's name selects all its draws; `shard`
+    (K, N): every N-th from the K-th, in the declaration's order), or, with `plant`, the self-test's subjects made
+    from them (`conformance.harness.selftest`); and the selection, when `only` or `shard` left some of the
+    declaration's subjects out (the report never says PASS on a selection, but merges every shard's), else None."""
     every = declaration.load(path)
     subjects = every
     if only:
         subjects = [s for s in every if any(re.fullmatch(rf"{re.escape(o)}(\.\d+)?", s.name) for o in only)]
     selection = None
-    if len(subjects) < len(every):
+    if shard:
+        subjects = [s for i, s in enumerate(subjects) if i % shard[1] == shard[0] - 1]
+        selection = {"shard": list(shard), "ran": [s.name for s in subjects], "declared": len(every)}
+    elif len(subjects) < len(every):
         selection = {"only": sorted(only), "ran": [s.name for s in subjects], "declared": len(every)}
     if plant:
         from conformance.harness import selftest
