@@ -313,9 +313,22 @@ def harness(session: nox.Session) -> None:
     _install_once(session, "-c", CONSTRAINTS, "numpy")
     # each backend runs in its tests-<backend> venv (keras, that backend, this project), in a process of its own
     pythons = [f"--python={backend}={backend_python(session, backend)}" for backend in EXTRAS]
-    # kerasfactory_layers.py needs KerasFactory on the path: `nox -s harness_kerasfactory`
-    files = session.posargs or [path for path in subject_files() if "kerasfactory" not in Path(path).name]
+    # kerasfactory_layers.py needs KerasFactory on the path (`nox -s harness_kerasfactory`); keras_zoo.py is
+    # `nox -s zoo`, not in CI: .ci/run is over its 30 minutes already (benchmarks/README.md)
+    files = session.posargs or [path for path in subject_files() if _stem(path) not in ("kerasfactory_layers", ZOO)]
     run_harness(session, files, REPORTS / "harness", pythons)
+
+
+ZOO = "keras_zoo"
+
+
+@nox.session(tags=["zoo"], default=False)
+def zoo(session: nox.Session) -> None:
+    """More of Keras's layers (conformance/subjects/keras_zoo.py) through the harness, in the tests-<backend> venvs."""
+    _install_once(session, "-c", CONSTRAINTS, "numpy")
+    pythons = [f"--python={backend}={backend_python(session, backend)}" for backend in EXTRAS]
+    files = session.posargs or [str(SUBJECTS / f"{ZOO}.py")]
+    run_harness(session, files, REPORTS / "harness", pythons, selftest=False)
 
 
 # Each subject file's stored fixtures (conformance/harness/checks/fixtures.py): golden/harness/<stem>/<subject>.json.
@@ -423,19 +436,22 @@ def harness_export(session: nox.Session) -> None:
         run_harness(session, files, REPORTS / "harness-export", env=env, selftest=False)  # every backend here
 
 
-# The table of every subject (docs/table.md), from the records `nox -s harness_export -- <files>` left.
+# The table of every subject (docs/table.md), from the records the harness sessions left.
 TABLE = ROOT / "docs" / "table.md"
 
 
 @nox.session(tags=["table"], default=False)
 def table(session: nox.Session) -> None:
-    """Write docs/table.md (a row per subject, a column group per backend) from the records of
-    `nox -s harness_export -- conformance/subjects/*/subjects.py conformance/subjects/*.py` (or the files given)."""
+    """Write docs/table.md (a row per subject, a column group per backend) from each subject file's records: those
+    of `nox -s harness_export -- <file>` (exports checked) where there are, else of `nox -s harness` / `zoo`."""
     _install_once(session, "-c", CONSTRAINTS, "numpy")
-    folders = [REPORTS / "harness-export" / _stem(path) for path in session.posargs or subject_files()]
-    missing = [str(folder) for folder in folders if not (folder / "record-jax.json").is_file()]
-    if missing:
-        session.error(f"no records in {', '.join(missing)}: run `nox -s harness_export -- <their files>` first")
+    folders = []
+    for path in session.posargs or subject_files():
+        runs = [REPORTS / "harness-export" / _stem(path), REPORTS / "harness" / _stem(path)]
+        found = [folder for folder in runs if (folder / "record-jax.json").is_file()]
+        if not found:
+            session.error(f"no records of {path} in {' or '.join(map(str, runs))}: run the harness on it first")
+        folders.append(found[0])
     session.run("python", "-m", "conformance.harness", "table", *map(str, folders), "--out", str(TABLE))
 
 

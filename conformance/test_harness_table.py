@@ -56,7 +56,7 @@ def test_an_agreeing_run_is_every_cell_passed_and_says_its_date_machine_and_vers
     status, page = _page(tmp_path, _records())
     assert status == 0
     assert "2026-12-08, a test. Versions: keras 3.15.1; numpy 2.4.6." in page
-    assert "| `run0` | 1 | PASS |" in page
+    assert f"| `{tmp_path.name}/run0` | 1 | PASS |" in page
     row = _row(page, "dense")
     assert set(row) >= {(b, "forward") for b in BACKENDS} and row[("jax", "forward")] == "✓"
     assert row[("torch", "errors")] == "✓" and "## Findings" not in page and "## Failing" not in page
@@ -90,7 +90,7 @@ def test_a_failing_cell_fails_the_page_on_that_backend_alone_with_the_numbers(tm
         REFERENCE.astype(np.float32) * 1.01, "float32"
     )
     status, page = _page(tmp_path, records)
-    assert status == 1 and "| `run0` | 1 | **FAIL**: dense: forward on tensorflow" in page
+    assert status == 1 and f"| `{tmp_path.name}/run0` | 1 | **FAIL**: dense: forward on tensorflow" in page
     row = _row(page, "dense")
     assert row[("tensorflow", "forward")] == "✗1" and row[("jax", "forward")] == row[("torch", "forward")] == "✓"
     assert "## Failing" in page and "max |tensorflow - " in page
@@ -109,4 +109,4 @@ def test_a_missing_record_is_never_a_passing_page(tmp_path):
     del records[("torch", "load")]
     status, page = _page(tmp_path, records)
     assert status == 1 and "**FAIL**: torch: no load-torch.json" in page
-    assert "| `run0` | 1 | PASS |" not in page
+    assert f"| `{tmp_path.name}/run0` | 1 | PASS |" not in page

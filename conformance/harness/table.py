@@ -114,7 +114,7 @@ def render(results: dict, date: str, where: str) -> str:
             if result["ok"]
             else "**FAIL**: " + "; ".join([*result["partial"], *result["problems"], *result["failing"]][:3])
         )
-        lines.append(f"| `{folder.name}` | {len(result['subjects'])} | {verdict} |")
+        lines.append(f"| `{folder.parent.name}/{folder.name}` | {len(result['subjects'])} | {verdict} |")
     lines += [
         "",
         "A cell is one check's rows on one backend: ✓ every row passed; K*n* a declared divergence (finding *n*); "
