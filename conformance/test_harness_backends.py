@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from conformance.harness import BadInput, Input, Subject
+from conformance.harness import BadInput, Input, Subject, selftest
 from conformance.harness.checks import NAMES, errors, unknown_sizes
 from conformance.harness.run import Run
 from conformance.test_harness_pytest import run_pytest
@@ -28,6 +28,17 @@ class Checked(keras.layers.Layer):
         if x.shape[-1] != 5:
             raise ValueError(f"Expected the last axis to be 5. Received: shape={tuple(x.shape)}")
         return ops.einsum("...i,ij->...j", x, self.kernel)
+
+
+def test_a_planted_layer_takes_arguments_named_as_the_planting_parameters():
+    """The self-test's planted factory passes a layer every argument it declares, whatever its name: Rescaling's
+    `offset` is not the planted offset (the self-test once failed to make it)."""
+    subject = Subject(
+        "rescaling", layer="keras.layers:Rescaling", args={"scale": 0.5, "offset": 1.0}, inputs=Input((3, 4))
+    )
+    planted = next(s for s in selftest.planted([subject]) if "output-off" in s.name)
+    layer = planted.make_layer(dtype="float32")
+    assert (layer.scale, layer.offset) == (0.5, 1.0) and type(layer).__name__ == "Rescaling"
 
 
 def test_an_error_raised_in_call_is_recorded_as_the_layer_raised_it():

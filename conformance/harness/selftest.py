@@ -80,9 +80,10 @@ def _offset(subject: Subject) -> float:
     return 8 * tolerance.atol("float32", 1.0)
 
 
-def _make_planted(make_layer, defect: str, backend: str, offset: float, **kwargs):
+def _make_planted(make_layer, defect: str, backend: str, offset: float, /, **kwargs):
     """The subject's layer made as it would be (`make_layer`, the subject's), then given a class that plants
-    `defect` on `backend`."""
+    `defect` on `backend`. The planting's own parameters are positional only: a layer's arguments (`kwargs`) may
+    share their names (Rescaling takes `offset`)."""
     import keras
 
     try:
