@@ -263,45 +263,29 @@ def tests_custom(session: nox.Session, backend: str) -> None:
         run_suite(session, backend, str(Path(path).resolve()), REPORTS / "custom", version_set="custom")
 
 
+def run_recorded_test(session: nox.Session, backend: str, kind: str, env: dict[str, str] | None = None) -> None:
+    """`pytest conformance/test_<kind>.py` in tests-<backend>'s virtualenv, leaving its session record
+    (`reports/session-<kind>-<backend>.json`): the report's scope says whether it ran, and how it ended."""
+    REPORTS.mkdir(exist_ok=True)
+    record = {"HYPERZZW_OBSERVED": str(REPORTS / f"session-{kind}-{backend}.json")}
+    test_file = f"conformance/test_{kind}.py"
+    pytest = ("-m", "pytest", "-p", "no:cacheprovider", "-rxXs", test_file)
+    run_in_backend_venv(session, backend, *pytest, env={**record, **(env or {})})
+
+
 # Runs in tests-<backend>'s virtualenv (the same packages).
 @per_backend("distributed", tags=["distributed", "tests"], default=False, python=False)
 def distributed(session: nox.Session, backend: str) -> None:
     """The layer under the backend's distributed engine on fake CPU devices, against the oracle."""
-    REPORTS.mkdir(exist_ok=True)
-    run_in_backend_venv(
-        session,
-        backend,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "-rxXs",
-        "conformance/test_distributed.py",
-        env={
-            "HYPERZZW_DISTRIBUTED_SUMMARY": str(REPORTS / f"distributed-{backend}.json"),
-            # its session record: the report's scope says whether it ran, and how it ended
-            "HYPERZZW_OBSERVED": str(REPORTS / f"session-distributed-{backend}.json"),
-        },
-    )
+    summary = {"HYPERZZW_DISTRIBUTED_SUMMARY": str(REPORTS / f"distributed-{backend}.json")}
+    run_recorded_test(session, backend, "distributed", env=summary)
 
 
 # Runs in tests-<backend>'s virtualenv (the same packages); not in the default `nox`: it compiles per case.
 @per_backend("traced", tags=["traced", "tests"], default=False, python=False)
 def traced(session: nox.Session, backend: str) -> None:
     """The layer traced with unknown sizes (jax.export, tf.function, torch.export, torch.compile) vs the oracle."""
-    REPORTS.mkdir(exist_ok=True)
-    run_in_backend_venv(
-        session,
-        backend,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "-rxXs",
-        "conformance/test_traced.py",
-        # its session record: the report's scope says whether it ran, and how it ended
-        env={"HYPERZZW_OBSERVED": str(REPORTS / f"session-traced-{backend}.json")},
-    )
+    run_recorded_test(session, backend, "traced")
 
 
 SUBJECTS = ROOT / "conformance" / "subjects"
