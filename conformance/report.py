@@ -412,8 +412,7 @@ def exports_scope(folder: Path, layer: str | None = None) -> str:
     result = harness_compare.build(folder, (records, problems))
     if result["ok"]:
         return "passed"
-    reasons = [*result["partial"], *result["problems"], *result["failing"]]
-    return f"FAILED (the harness's report: {'; '.join(reasons[:3])}{'; ...' if len(reasons) > 3 else ''})"
+    return f"FAILED (the harness's report: {harness_compare.why_not(result)})"
 
 
 def build(reports: Path, version_set: str | None = None) -> dict:

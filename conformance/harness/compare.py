@@ -55,6 +55,7 @@ def read_shards(
                 found.setdefault((backend, phase), []).append((shard, Path(folder).name, record))
     merged = {}
     for (backend, phase), items in sorted(found.items()):
+        items = sorted(items, key=lambda item: item[0])  # by shard
         counts = sorted({n for (_, n), _, _ in items})
         if len(counts) != 1:
             problems.append(f"{phase}-{backend}: shards of different counts ({', '.join(map(str, counts))})")
@@ -69,7 +70,7 @@ def read_shards(
                 )
         record = dict(items[0][2])
         record["subjects"] = {}
-        for _, _, shard_record in sorted(items, key=lambda item: item[0]):
+        for _, _, shard_record in items:
             for subject in shard_record["subjects"]:
                 if subject in record["subjects"]:
                     problems.append(f"{phase}-{backend}: the subject {subject!r} is in more than one shard")
@@ -79,7 +80,7 @@ def read_shards(
             problems.append(
                 f"{phase}-{backend}: the shards ran {len(record['subjects'])} of the declaration's {declared} subjects"
             )
-        record["process"] = "+".join(r.get("process") or "?" for _, _, r in sorted(items, key=lambda i: i[0]))
+        record["process"] = "+".join(r.get("process") or "?" for _, _, r in items)
         record["run"] = items[0][2].get("run")
         record["selection"] = None
         merged.setdefault(backend, {})[phase] = record
@@ -235,6 +236,13 @@ def build(
         "subjects": subjects,
         "versions": versions,
     }
+
+
+def why_not(result: dict, most: int = 3) -> str:
+    """Why `result` (a `build`) is not a PASS, in one line: its first `most` reasons (what ran only, the problems
+    with the records, the failing cells), and "..." when there are more."""
+    reasons = [*result["partial"], *result["problems"], *result["failing"]]
+    return "; ".join(reasons[:most]) + ("; ..." if len(reasons) > most else "")
 
 
 def render(result: dict) -> str:

@@ -109,11 +109,7 @@ def render(results: dict, date: str, where: str) -> str:
         "|---|---|---|",
     ]
     for folder, result in results.items():
-        verdict = (
-            "PASS"
-            if result["ok"]
-            else "**FAIL**: " + "; ".join([*result["partial"], *result["problems"], *result["failing"]][:3])
-        )
+        verdict = "PASS" if result["ok"] else "**FAIL**: " + compare.why_not(result)
         lines.append(f"| `{folder.parent.name}/{folder.name}` | {len(result['subjects'])} | {verdict} |")
     lines += [
         "",
